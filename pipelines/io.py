@@ -1,0 +1,228 @@
+"""File-system I/O: input listing, shard naming and atomic writes, for local paths and fsspec URLs.
+
+Outputs are written under a temporary name and renamed into place, and a shard's stats JSON is
+written last: a shard counts as complete only when its stats file exists and every file it lists
+has the recorded size. A killed run therefore never leaves a half-written file that looks complete.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+import re
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import IO, Any
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+_URL_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+_TMP_PREFIX = ".tmp-"
+
+
+def is_url(path: str) -> bool:
+    return bool(_URL_RE.match(path)) and not path.startswith("file://")
+
+
+def _strip_file_scheme(path: str) -> str:
+    return path[len("file://") :] if path.startswith("file://") else path
+
+
+def expand_inputs(patterns: Iterable[str], suffixes: tuple[str, ...] = ()) -> list[str]:
+    """Expand paths, directories and globs (local or fsspec URLs) into a sorted, de-duplicated list.
+
+    A directory expands to the files in it whose names end with one of ``suffixes`` (all files when
+    empty), skipping hidden and temporary files. A pattern that matches nothing is an error: a typo
+    in an input path must not turn into an empty run.
+    """
+    out: list[str] = []
+    for pattern in patterns:
+        pattern = _strip_file_scheme(str(pattern))
+        if is_url(pattern):
+            fs, _, paths = fsspec.get_fs_token_paths(pattern)
+            protocol = fs.protocol[0] if isinstance(fs.protocol, tuple | list) else fs.protocol
+            found = [p if is_url(p) else f"{protocol}://{p}" for p in paths] if any(
+                c in pattern for c in "*?["
+            ) else [pattern]
+        elif os.path.isdir(pattern):
+            found = [
+                os.path.join(pattern, name)
+                for name in os.listdir(pattern)
+                if not name.startswith(".") and (not suffixes or name.endswith(suffixes))
+                and os.path.isfile(os.path.join(pattern, name))
+            ]
+        elif any(c in pattern for c in "*?["):
+            found = [p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p)]
+        elif os.path.exists(pattern):
+            found = [pattern]
+        else:
+            raise FileNotFoundError(f"input not found: {pattern}")
+        if not found:
+            raise FileNotFoundError(f"input pattern matched no files: {pattern}")
+        out.extend(found)
+    return sorted(dict.fromkeys(out))
+
+
+_NAME_SUFFIXES = (".warc.gz", ".warc.wet.gz", ".wet.gz", ".arc.gz", ".warc", ".arc", ".parquet", ".gz")
+
+
+def _base_name(path: str) -> str:
+    base = path.rstrip("/").rsplit("/", 1)[-1]
+    for suffix in _NAME_SUFFIXES:
+        if base.endswith(suffix):
+            base = base[: -len(suffix)]
+            break
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", base)[:80] or "shard"
+
+
+def shard_names(paths: list[str]) -> list[str]:
+    """Deterministic output names for input files: their base names without extensions.
+
+    When two inputs share a base name (files of the same name in different directories), every
+    colliding name gets a short hash of its full path, so outputs never overwrite each other while
+    names stay stable from stage to stage.
+    """
+    bases = [_base_name(p) for p in paths]
+    counts: dict[str, int] = {}
+    for b in bases:
+        counts[b] = counts.get(b, 0) + 1
+    return [
+        f"{b}-{hashlib.sha1(p.encode()).hexdigest()[:8]}" if counts[b] > 1 else b
+        for b, p in zip(bases, paths, strict=True)
+    ]
+
+
+def open_input(path: str, mode: str = "rb") -> IO[Any]:
+    """Open a local path or an fsspec URL (s3://, https://, gs://, ...) for streaming reads."""
+    path = _strip_file_scheme(path)
+    if is_url(path):
+        return fsspec.open(path, mode).open()
+    return open(path, mode)  # noqa: SIM115 - the caller closes it
+
+
+def input_size(path: str) -> int | None:
+    path = _strip_file_scheme(path)
+    try:
+        if is_url(path):
+            fs, p = fsspec.core.url_to_fs(path)
+            return int(fs.size(p))
+        return os.path.getsize(path)
+    except Exception:  # size is informational (MB/s); an unknown size must not fail a shard
+        return None
+
+
+def ensure_dir(path: str) -> None:
+    os.makedirs(path, exist_ok=True)
+
+
+def tmp_path(final: str) -> str:
+    head, tail = os.path.split(final)
+    return os.path.join(head, f"{_TMP_PREFIX}{uuid.uuid4().hex[:8]}-{tail}")
+
+
+@contextmanager
+def atomic_path(final: str) -> Iterator[str]:
+    """Yield a temporary path next to ``final``; rename it into place only if the block succeeds."""
+    ensure_dir(os.path.dirname(final) or ".")
+    tmp = tmp_path(final)
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_text_atomic(final: str, text: str) -> None:
+    with atomic_path(final) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+
+
+def write_json_atomic(final: str, obj: Any) -> None:
+    write_text_atomic(final, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def write_table_atomic(final: str, table: pa.Table, row_group_rows: int = 10_000, compression: str = "zstd") -> int:
+    """Write a Parquet file atomically; returns its size in bytes."""
+    with atomic_path(final) as tmp:
+        pq.write_table(table, tmp, row_group_size=row_group_rows, compression=compression)
+    return os.path.getsize(final)
+
+
+class AtomicParquetWriter:
+    """Stream record batches into a Parquet file that appears under its final name only when closed.
+
+    The schema is fixed by the first batch (or the ``schema`` given); an unused writer still writes a
+    valid empty file, so downstream stages always find one output per input shard.
+    """
+
+    def __init__(self, final: str, schema: pa.Schema | None = None, compression: str = "zstd") -> None:
+        self.final = final
+        self.schema = schema
+        self.compression = compression
+        self.rows = 0
+        self._tmp = tmp_path(final)
+        self._writer: pq.ParquetWriter | None = None
+        ensure_dir(os.path.dirname(final) or ".")
+
+    def write(self, table: pa.Table) -> None:
+        if self._writer is None:
+            if self.schema is None:
+                self.schema = table.schema
+            self._writer = pq.ParquetWriter(self._tmp, self.schema, compression=self.compression)
+        if table.schema != self.schema:
+            table = table.select(self.schema.names).cast(self.schema)
+        if table.num_rows:
+            self._writer.write_table(table)
+            self.rows += table.num_rows
+
+    def close(self) -> int:
+        """Finish the file and rename it into place; returns its size in bytes."""
+        if self._writer is None:
+            self.schema = self.schema or pa.schema([])
+            self._writer = pq.ParquetWriter(self._tmp, self.schema, compression=self.compression)
+        self._writer.close()
+        os.replace(self._tmp, self.final)
+        return os.path.getsize(self.final)
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            with suppress(Exception):  # the file is being thrown away; a second error adds nothing
+                self._writer.close()
+        if os.path.exists(self._tmp):
+            os.remove(self._tmp)
+
+
+def remove_stale_tmp(directory: str) -> int:
+    """Delete temporary files a killed run left behind; returns how many were removed."""
+    removed = 0
+    if not os.path.isdir(directory):
+        return 0
+    for root, _, files in os.walk(directory):
+        for name in files:
+            if name.startswith(_TMP_PREFIX):
+                os.remove(os.path.join(root, name))
+                removed += 1
+    return removed
+
+
+def sha256_file(path: str, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def list_parquet(directory: str) -> list[str]:
+    """The Parquet shards directly under a stage directory (not rejected/ or temp files), sorted."""
+    p = Path(directory)
+    if not p.is_dir():
+        return []
+    return sorted(str(f) for f in p.glob("*.parquet") if not f.name.startswith("."))
