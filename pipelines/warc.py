@@ -295,9 +295,22 @@ def decode_html(payload: bytes, http_charset: str | None) -> tuple[str, str]:
             return payload.decode(enc), enc
         except (UnicodeDecodeError, LookupError):
             continue
+    enc = _detect(payload[:65536]) or "cp1252"
+    return payload.decode(enc, errors="replace"), enc
+
+
+def _detect(sample: bytes) -> str | None:
+    """charset-normalizer's pick; among equally good candidates prefer windows-1252, the web's default
+    for undeclared Western pages (WHATWG), which the detector otherwise ties with cp1250 on short texts."""
     from charset_normalizer import from_bytes
 
-    best = from_bytes(payload[:65536]).best()
-    enc = _codec(best.encoding) if best is not None else None
-    enc = enc or "cp1252"
-    return payload.decode(enc, errors="replace"), enc
+    matches = list(from_bytes(sample))
+    if not matches:
+        return None
+    chaos = min(m.chaos for m in matches)
+    coherence = max(m.coherence for m in matches if m.chaos == chaos)
+    tied = [m for m in matches if m.chaos == chaos and m.coherence >= coherence - 1e-6]
+    names = [_codec(m.encoding) for m in tied]
+    if "cp1252" in names:
+        return "cp1252"
+    return next((n for n in names if n), None)

@@ -1,0 +1,87 @@
+"""Shared fixtures: one local Ray runtime per test session, WARC builders, the bundled sample."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+from pathlib import Path
+
+import pytest
+import ray
+from warcio.statusandheaders import StatusAndHeaders
+from warcio.warcwriter import WARCWriter
+
+SHARED_WARC = Path(__file__).resolve().parents[2] / "shared" / "data" / "warc"
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def ray_session():
+    """Start Ray once for the whole session (2.5-5 s each time); stages reuse it."""
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def sample_dir(tmp_path_factory) -> Path:
+    from pipelines.sample import write_sample
+
+    out = tmp_path_factory.mktemp("sample")
+    write_sample(out, n_files=4)
+    return out
+
+
+def html_page(title: str, paragraphs: list[str], lang: str = "en") -> str:
+    body = "".join(f"<p>{p}</p>" for p in paragraphs)
+    return (f'<!DOCTYPE html><html lang="{lang}"><head><meta charset="utf-8"><title>{title}</title></head>'
+            f"<body><nav><a href='/'>Home</a> | <a href='/about'>About</a></nav>"
+            f"<article><h1>{title}</h1>{body}</article><footer>Copyright 2024</footer></body></html>")
+
+
+class WarcBuilder:
+    """Write small real WARC files with warcio, one record per gzip member like Common Crawl."""
+
+    def __init__(self, path: Path, gzip_members: bool = True) -> None:
+        self.path = path
+        self._buf = io.BytesIO()
+        self._writer = WARCWriter(self._buf, gzip=gzip_members)
+        self._n = 0
+
+    def response(self, url: str, payload: bytes, content_type: str | None = "text/html; charset=utf-8",
+                 status: str = "200 OK", extra_headers: list[tuple[str, str]] | None = None) -> WarcBuilder:
+        headers = [("Content-Type", content_type)] if content_type else []
+        headers += extra_headers or []
+        http = StatusAndHeaders(status, headers, protocol="HTTP/1.1")
+        self._n += 1
+        rec = self._writer.create_warc_record(
+            url, "response", payload=io.BytesIO(payload), http_headers=http,
+            warc_headers_dict={"WARC-Record-ID": f"<urn:uuid:00000000-0000-0000-0000-{self._n:012d}>",
+                               "WARC-Date": "2024-02-20T10:00:00Z"},
+        )
+        self._writer.write_record(rec)
+        return self
+
+    def request(self, url: str) -> WarcBuilder:
+        http = StatusAndHeaders("GET / HTTP/1.1", [("Host", "example.com")], is_http_request=True)
+        self._writer.write_record(self._writer.create_warc_record(url, "request", http_headers=http))
+        return self
+
+    def write(self) -> Path:
+        self.path.write_bytes(self._buf.getvalue())
+        return self.path
+
+
+@pytest.fixture
+def warc_builder(tmp_path):
+    def make(name: str = "test.warc.gz", gzip_members: bool = True) -> WarcBuilder:
+        return WarcBuilder(tmp_path / name, gzip_members)
+
+    return make
+
+
+def gzip_bytes(data: bytes) -> bytes:
+    return gzip.compress(data, mtime=0)
