@@ -1,0 +1,88 @@
+"""`cptcorpus run` end to end on the bundled sample, through the local Ray runtime, and resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from pipelines.cli import main
+from pipelines.manifest import validate_manifest
+from pipelines.schema import DOCUMENT_SCHEMA
+
+
+def _config(tmp_path, sample_dir, name="e2e", **sections) -> str:
+    data = {"name": name, "output": str(tmp_path / name), "input": [str(sample_dir / "*.warc.gz")],
+            "langid": {"languages": ["pt", "en", "es", "de"]}, "shard": {"num_shards": 2}}
+    data.update(sections)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory, sample_dir):
+    tmp = tmp_path_factory.mktemp("e2e")
+    cfg = _config(tmp, sample_dir)
+    assert main(["run", "--config", cfg, "--no-progress"]) == 0
+    return tmp / "e2e", cfg
+
+
+def _summary(run, stage):
+    with open(run / stage / "_summary.json") as fh:
+        return json.load(fh)
+
+
+def test_run_writes_every_stage_and_a_valid_corpus(demo_run):
+    run, _ = demo_run
+    assert (run / "config.resolved.yaml").is_file() and (run / "failures.jsonl").is_file()
+    extract = _summary(run, "extract")
+    assert extract["shards"]["total"] == 4 and extract["shards"]["failed"] == 0
+    assert extract["docs_in"] == extract["docs_out"] + extract["docs_rejected"]
+    assert extract["docs_out"] > 100 and extract["docs_rejected"] > 5
+    langid = _summary(run, "langid")
+    assert langid["docs_in"] == extract["docs_out"]
+    assert langid["docs_in"] == langid["docs_out"] + langid["docs_rejected"]
+    assert set(langid["counters"]["lang"]) >= {"pt", "en", "es", "de"}
+    corpus = pa.concat_tables(pq.read_table(p) for p in sorted((run / "corpus").glob("shard-*.parquet")))
+    assert corpus.schema.names[: len(DOCUMENT_SCHEMA)] == DOCUMENT_SCHEMA.names
+    assert set(corpus.column("lang").to_pylist()) <= {"pt", "en", "es", "de"}
+    assert corpus.num_rows == _summary(run, "dedup")["docs_out"]
+    assert len(set(corpus.column("id").to_pylist())) == corpus.num_rows
+    assert validate_manifest(str(run / "corpus" / "manifest.json")) == []
+
+
+def test_resume_recomputes_only_the_missing_shard(demo_run, tmp_path):
+    run, cfg = demo_run
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    langid_dir = copy / "langid"
+    before = {p: pq.read_table(langid_dir / p) for p in sorted(os.listdir(langid_dir)) if p.endswith(".parquet")}
+    victim = sorted(before)[1]
+    os.remove(langid_dir / victim)
+    assert main(["langid", "--config", cfg, "--input", str(copy / "extract"), "--output", str(langid_dir),
+                 "--no-progress"]) == 0
+    summary = _summary(copy, "langid")
+    assert summary["shards"] == {"total": 4, "skipped_complete": 3, "processed": 1, "failed": 0}
+    for name, table in before.items():
+        assert pq.read_table(langid_dir / name).equals(table), name
+
+
+def test_missing_text_column_fails_before_any_work(tmp_path, sample_dir):
+    bad = tmp_path / "bad.parquet"
+    pq.write_table(pa.table({"id": ["a"], "body": ["x"]}), bad)
+    cfg = _config(tmp_path, sample_dir, name="bad")
+    assert main(["filter", "--config", cfg, "--input", str(bad), "--output", str(tmp_path / "out")]) == 2
+    assert not (tmp_path / "out" / "bad.parquet").exists()
+
+
+def test_bad_config_exits_with_a_clear_message(tmp_path, capsys):
+    path = tmp_path / "c.yaml"
+    path.write_text("langid:\n  threshold: high\n")
+    assert main(["langid", "--config", str(path)]) == 2
+    assert "langid.threshold: got 'high'" in capsys.readouterr().err
