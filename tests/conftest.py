@@ -17,9 +17,13 @@ SHARED_WARC = Path(__file__).resolve().parents[2] / "shared" / "data" / "warc"
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="session")
 def ray_session():
-    """Start Ray once for the whole session (2.5-5 s each time); stages reuse it."""
+    """Start Ray once for the whole session (2.5-5 s each time); stages and later tests reuse it.
+
+    Not autouse: tests of rules, models and single shards run without Ray. Code that needs Ray and
+    finds it running (``pipelines.runner.init_ray``) reuses this runtime.
+    """
     if not ray.is_initialized():
         ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
     yield

@@ -15,6 +15,8 @@ from pipelines.cli import main
 from pipelines.manifest import validate_manifest
 from pipelines.schema import DOCUMENT_SCHEMA
 
+pytestmark = pytest.mark.usefixtures("ray_session")
+
 
 def _config(tmp_path, sample_dir, name="e2e", **sections) -> str:
     data = {"name": name, "output": str(tmp_path / name), "input": [str(sample_dir / "*.warc.gz")],

@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -39,7 +40,7 @@ def test_atomic_writer_only_appears_when_closed(tmp_path):
 def test_atomic_path_failure_leaves_nothing(tmp_path):
     final = str(tmp_path / "x.json")
     with pytest.raises(RuntimeError), io.atomic_path(final) as tmp:
-        open(tmp, "w").write("partial")
+        Path(tmp).write_text("partial")
         raise RuntimeError("killed")
     assert os.listdir(tmp_path) == []
 

@@ -1,6 +1,7 @@
 """Every real archive in ../shared/data/warc (edge cases included) is read or reported, never a crash."""
 
 import json
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -10,7 +11,7 @@ from pipelines.extract import ExtractStage
 from pipelines.runner import run_shards
 from tests.conftest import SHARED_WARC
 
-pytestmark = [pytest.mark.shared_data,
+pytestmark = [pytest.mark.shared_data, pytest.mark.usefixtures("ray_session"),
               pytest.mark.skipif(not SHARED_WARC.is_dir(), reason="../shared/data/warc is absent")]
 
 # What each edge case is, and the outcome we expect from it.
@@ -27,7 +28,7 @@ def test_every_shared_file_is_read_or_reported(tmp_path):
     out = str(tmp_path / "extract")
     summary = run_shards(ExtractStage(cfg), files, out, cfg.ray, progress=False)
     assert summary["shards"] == {"total": len(files), "skipped_complete": 0, "processed": len(files), "failed": 0}
-    failures = [json.loads(line) for line in open(f"{out}/_failures.jsonl")]
+    failures = [json.loads(line) for line in Path(out, "_failures.jsonl").read_text().splitlines()]
     file_failures = {f["file"].rsplit("/", 1)[-1]: f["reason"] for f in failures if f["record"] is None}
     assert file_failures == EXPECTED_FAILURES
     assert all(f["reason"] and f["file"] for f in failures)
