@@ -18,14 +18,14 @@ from pipelines.stage import DocumentStage
 
 LANG_TOP_TYPE = pa.list_(pa.struct([("lang", pa.string()), ("score", pa.float32())]))
 
-_MODELS: dict[tuple[str | None, str], LanguageIdentifier] = {}
+_MODELS: dict[tuple[str | None, str, int], LanguageIdentifier] = {}
 
 
-def get_identifier(model: str | None, label_prefix: str) -> LanguageIdentifier:
+def get_identifier(model: str | None, label_prefix: str, max_chars: int) -> LanguageIdentifier:
     """One model per worker process, shared by every shard the process runs."""
-    key = (model, label_prefix)
+    key = (model, label_prefix, max_chars)
     if key not in _MODELS:
-        _MODELS[key] = LanguageIdentifier(model, label_prefix)
+        _MODELS[key] = LanguageIdentifier(model, label_prefix, max_chars)
     return _MODELS[key]
 
 
@@ -38,11 +38,12 @@ class LangidStage(DocumentStage):
 
     def check_inputs(self, files: list[str]) -> None:
         super().check_inputs(files)
-        get_identifier(self.config.langid.model, self.config.langid.label_prefix)  # fail early on a bad path
+        cfg = self.config.langid
+        get_identifier(cfg.model, cfg.label_prefix, cfg.max_chars)  # fail early on a bad model path
 
     def process_batch(self, table: pa.Table):
         cfg = self.config.langid
-        ident = get_identifier(cfg.model, cfg.label_prefix)
+        ident = get_identifier(cfg.model, cfg.label_prefix, cfg.max_chars)
         pred = ident.predict(table.column("text").to_pylist(), k=cfg.top_k)
         targets = set(cfg.languages)
         reasons: list[str | None] = []
