@@ -27,13 +27,12 @@ EXIT_STRICT = 3
 
 def _stage_factories() -> dict[str, Callable[[Config], object]]:
     from pipelines.classify import ClassifyStage
-    from pipelines.dedup import DedupStage
     from pipelines.extract import ExtractStage
     from pipelines.filter import FilterStage
     from pipelines.langid import LangidStage
 
     return {"extract": ExtractStage, "langid": LangidStage, "filter": FilterStage,
-            "classify": ClassifyStage, "dedup": DedupStage}
+            "classify": ClassifyStage}
 
 
 def previous_stage_dir(config: Config, stage: str) -> str:
@@ -45,7 +44,9 @@ def default_inputs(config: Config, stage: str) -> list[str]:
     if stage == "extract":
         if not config.input:
             raise ConfigError("input: no WARC inputs; set `input:` in the config or pass --input")
-        return list(config.input)
+        from pipelines.commoncrawl import resolve_inputs
+
+        return resolve_inputs(config)  # paths as given; a Common Crawl snapshot/index -> URLs or range plans
     if stage == "manifest":
         return [config.stage_dir("shard")]
     return [previous_stage_dir(config, stage)]
@@ -66,6 +67,11 @@ def run_stage(config: Config, stage: str, inputs: list[str] | None = None, outpu
         manifest = build_manifest(config, inputs[0])
         summary = {"stage": "manifest", "shards": len(manifest["datasets"][0]["shards"]),
                    "tokens": manifest["datasets"][0]["totals"]["tokens"]}
+    elif stage == "dedup":  # not one task per shard: phases of Ray tasks over shards and partitions
+        from pipelines.dedup import run_dedup
+
+        init_ray(config.ray)
+        summary = run_dedup(config, inputs, output, progress)
     else:
         init_ray(config.ray)
         summary = run_shards(_stage_factories()[stage](config), inputs, output, config.ray, progress)
@@ -88,6 +94,12 @@ def _print_summary(s: dict) -> None:
     if shards.get("skipped_complete"):
         line += f"; {shards['skipped_complete']}/{shards['total']} shards already complete"
     print(line, file=sys.stderr)
+    fetch = s.get("counters", {}).get("fetch")
+    if fetch:  # remote inputs: what the network cost, against fetching whole files
+        whole = fetch.get("whole_file_bytes", 0)
+        share = f" ({fetch.get('bytes_fetched', 0) / whole:.1%} of {whole / 1e6:.1f} MB of whole files)" if whole else ""
+        print(f"  fetched {fetch.get('bytes_fetched', 0) / 1e6:.1f} MB in {fetch.get('requests', 0)} requests"
+              f"{share}, {fetch.get('retries', 0)} retries", file=sys.stderr)
     if s.get("reasons"):
         print(f"  rejected by reason: {json.dumps(s['reasons'], ensure_ascii=False)}", file=sys.stderr)
     if s.get("failures_by_reason"):
@@ -120,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--files", type=int, default=4)
     p = sub.add_parser("validate", help="re-check a manifest's shards (checksums, rows, tokens)")
     p.add_argument("manifest")
+    from pipelines.commands import add_parsers  # mix, plan-mixture, report
+
+    add_parsers(sub)
     return parser
 
 
@@ -151,6 +166,10 @@ def main(argv: list[str] | None = None) -> int:
             for path in write_sample(args.output, n_files=args.files):
                 print(path)
             return 0
+        if args.command in ("mix", "plan-mixture", "report"):
+            from pipelines.commands import dispatch
+
+            return dispatch(args)
         if args.command == "validate":
             from pipelines.manifest import validate_manifest
 

@@ -8,11 +8,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 STAGES = ("extract", "langid", "filter", "classify", "dedup", "shard", "manifest")
 
@@ -48,9 +58,78 @@ class ExtractConfig(Section):
         50_000_000, ge=1024, description="decoded payload cap per record (Content-Encoding bombs)"
     )
     record_timeout_s: float = Field(5.0, gt=0, description="time limit for extracting one record")
+    max_html_depth: int = Field(
+        1000, ge=16, description="pages whose elements nest deeper are rejected (html_too_deep) before parsing"
+    )
     min_text_chars: int = Field(1, ge=0, description="extractions shorter than this are rejected")
     snapshot: str | None = Field(None, description="snapshot name when it cannot be read from file names")
     batch_rows: int = Field(2000, ge=1, description="rows per Parquet row group written")
+    format: Literal["warc", "wet"] = Field(
+        "warc", description="warc: extract HTML responses; wet: take Common Crawl's own text (conversion records)"
+    )
+
+
+_RANGES = re.compile(r"\d+(-\d+)?(,\d+(-\d+)?)*")
+
+
+class CommonCrawlInput(Section):
+    """Common Crawl named as input: a snapshot's file listing, or its columnar URL index.
+
+    Resolved into WARC/WET URLs (or per-WARC range plans) by ``pipelines.commoncrawl`` before the
+    runner expands inputs. File selection is deterministic (index ranges over sorted listings, or a
+    seeded hash sample), so a re-run picks the same files and skips the ones already done.
+    """
+
+    snapshot: str | None = Field(None, pattern=r"^CC-MAIN-\d{4}-\d{2}$", description="e.g. CC-MAIN-2024-10")
+    base_url: str = Field("https://data.commoncrawl.org/", description="or s3://commoncrawl/ (needs s3fs)")
+    segments: str | None = Field(None, description="Common Crawl segment indexes over the sorted segment ids, e.g. '0-9,20'")
+    files: str | None = Field(None, description="file indexes over the sorted file listing, e.g. '0-99'")
+    sample: float | None = Field(None, gt=0, le=1, description="fraction of files, picked by a seeded hash")
+    seed: int = Field(0, description="seed of `sample`")
+    index: list[str] = Field(default_factory=list, description="columnar URL index Parquet paths/globs, or 'auto'")
+    languages: list[str] = Field(default_factory=list, description="CLD2 primary languages (ISO 639-3, e.g. por)")
+    mime: list[str] = Field(default_factory=lambda: ["text/html", "application/xhtml+xml"],
+                            description="content_mime_detected values to keep; empty = all")
+    status: list[int] = Field(default_factory=lambda: [200], description="fetch_status values to keep")
+    domains: list[str] = Field(default_factory=list, description="hosts to keep (and their subdomains)")
+    url_regex: str | None = Field(None, description="keep URLs matching this regular expression (RE2)")
+    batch_records: int = Field(2000, ge=1, description="records per range-fetch task (index mode)")
+    concurrency: int = Field(4, ge=1, le=64, description="parallel range requests per task (index mode)")
+    retries: int = Field(8, ge=0, description="HTTP retries per request (503/SlowDown, 429, cut connections)")
+    backoff_s: float = Field(1.0, ge=0, description="first retry delay; doubles per retry, with jitter")
+    max_backoff_s: float = Field(120.0, ge=0, description="cap on one retry delay (Retry-After included)")
+    timeout_s: float = Field(60.0, gt=0, description="socket timeout per request")
+    download_dir: str | None = Field(None, description="where whole files are downloaded; null = system temp")
+
+    @field_validator("index", mode="before")
+    @classmethod
+    def _index_as_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("segments", "files", mode="before")
+    @classmethod
+    def _ranges(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if isinstance(value, str) and not _RANGES.fullmatch(value.replace(" ", "")):
+            raise ValueError("index ranges such as '0-99' or '0-9,20,30-39' (inclusive, from 0)")
+        return value.replace(" ", "") if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CommonCrawlInput:
+        if not self.snapshot and not self.index:
+            raise ValueError("a Common Crawl input needs `snapshot` (file listing) or `index` (URL index)")
+        if self.index == ["auto"] and not self.snapshot:
+            raise ValueError("`index: auto` needs `snapshot` to find the snapshot's index files")
+        if sum(x is not None for x in (self.segments, self.files, self.sample)) > 1:
+            raise ValueError("choose one of `segments`, `files` and `sample`")
+        if not self.index and (self.languages or self.domains or self.url_regex):
+            raise ValueError("`languages`, `domains` and `url_regex` select records through the URL index; set `index`")
+        return self
+
+
+def _input_kind(value: Any) -> str:
+    return "commoncrawl" if isinstance(value, dict | CommonCrawlInput) else "paths"
 
 
 class LangidConfig(Section):
@@ -61,6 +140,9 @@ class LangidConfig(Section):
     threshold: float = Field(0.65, ge=0, le=1, description="minimum score to keep (FineWeb: 0.65)")
     thresholds: dict[str, float] = Field(default_factory=dict, description="per-language overrides")
     top_k: int = Field(3, ge=1, le=20, description="alternatives stored in lang_top")
+    max_chars: int = Field(
+        2000, ge=100, description="characters of each document given to the model (cost grows with length)"
+    )
     label_prefix: str = "__label__"
     batch_rows: int = Field(4096, ge=1)
 
@@ -107,6 +189,12 @@ class ClassifyConfig(Section):
 
 
 class DedupConfig(Section):
+    """Exact + MinHash-LSH dedup (`pipelines.dedup`): one kept document per cluster, chosen by ``keep``.
+
+    Bands x rows come from ``threshold`` and ``num_perm`` (datasketch's optimum); ``partitions`` sets
+    how many hash partitions the bucket, edge and cluster phases use (each must fit one task's memory).
+    """
+
     exact: bool = True
     minhash: bool = True
     threshold: float = Field(0.8, gt=0, lt=1, description="Jaccard similarity of near-duplicates")
@@ -115,20 +203,63 @@ class DedupConfig(Section):
     scope: Literal["global", "snapshot", "language", "snapshot_language"] = "language"
     keep: list[str] = Field(
         default_factory=lambda: ["edu_score", "length", "id"],
-        description="keeper order: highest score column(s), then longest, then smallest id",
+        description="keeper order: highest score column(s) ('-col': lowest), then longest, then smallest id",
     )
     partitions: int = Field(16, ge=1)
     seed: int = 1
+    url: bool = Field(False, description="also treat documents with the same normalised URL as duplicates")
+    batch_rows: int = Field(1024, ge=1, description="documents hashed per batch inside a shard task")
+    keep_work: bool = Field(False, description="keep <output>/_work (phase files) after a successful run")
+    max_cc_rounds: int = Field(64, ge=1, description="connected-components rounds before giving up")
+
+
+class RehydrationConfig(Section):
+    """FineWeb-2 style rehydration: repeat a kept document by the size of its duplicate cluster.
+
+    ``weights`` maps a cluster-size lower bound to a repeat count (a step function): with
+    ``{1: 1, 2: 2, 3: 3, 5: 5, 100: 8, 1000: 1}`` a document whose cluster had 7 members is written 5
+    times. Sizes below the smallest key, and documents without ``dup_cluster_size``, are written once.
+    """
+
+    enabled: bool = False
+    weights: dict[int, int] = Field(
+        default_factory=lambda: {1: 1, 2: 2, 3: 3, 5: 5, 100: 8, 1000: 1},
+        description="cluster-size lower bound -> repeat count (FineWeb-2's published example)",
+    )
+
+    @field_validator("weights")
+    @classmethod
+    def _weights_valid(cls, value: dict[int, int]) -> dict[int, int]:
+        for size, repeats in value.items():
+            if size < 1 or repeats < 0:
+                raise ValueError(f"weight {size}: {repeats}; cluster sizes must be >= 1 and repeat counts >= 0")
+        return dict(sorted(value.items()))
 
 
 class ShardConfig(Section):
+    """Output shards: how big, how tokens are counted, how they are shuffled and written."""
+
     target_tokens: int | None = Field(None, ge=1, description="tokens per output shard")
     target_bytes: int | None = Field(256_000_000, ge=1, description="text bytes per output shard")
     num_shards: int | None = Field(None, ge=1, description="fixed number of shards (overrides targets)")
     tokenizer: str | None = Field(None, description="path to a tokenizer.json; null = bytes/4 estimate")
+    tokenizer_batch: int = Field(1024, ge=1, description="texts per tokenizer encode_batch call")
     seed: int = 0
-    row_group_rows: int = Field(10_000, ge=1)
+    balance: Literal["greedy", "cumulative"] = Field(
+        "greedy", description="greedy: largest document first onto the lightest shard; cumulative: cut the "
+        "shuffled order at multiples of total/N"
+    )
+    row_group_rows: int = Field(10_000, ge=1, description="maximum rows per Parquet row group")
+    row_group_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, description="maximum text bytes per row group (streaming readers hold one)"
+    )
     compression: Literal["zstd", "snappy", "gzip", "none"] = "zstd"
+    rehydration: RehydrationConfig = Field(default_factory=RehydrationConfig)
+    score_columns: list[str] = Field(
+        default_factory=lambda: ["edu_score", "stem_score", "toxic_score"],
+        description="score columns the manifest totals per bucket",
+    )
+    score_bucket_width: float = Field(0.1, gt=0, le=1, description="width of the manifest's score buckets")
 
 
 class Config(Section):
@@ -136,7 +267,10 @@ class Config(Section):
 
     name: str = Field("run", pattern=r"^[A-Za-z0-9._-]+$")
     output: str | None = Field(None, description="run directory; default runs/<name>")
-    input: list[str] = Field(default_factory=list, description="WARC paths, globs or URLs")
+    input: Annotated[
+        Annotated[list[str], Tag("paths")] | Annotated[CommonCrawlInput, Tag("commoncrawl")],
+        Discriminator(_input_kind),
+    ] = Field(default_factory=list, description="WARC paths, globs or URLs; or a Common Crawl snapshot/index")
     ray: RayConfig = Field(default_factory=RayConfig)
     extract: ExtractConfig = Field(default_factory=ExtractConfig)
     langid: LangidConfig = Field(default_factory=LangidConfig)

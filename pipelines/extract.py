@@ -22,14 +22,15 @@ from urllib.parse import urlsplit
 import pyarrow as pa
 
 from pipelines import io
+from pipelines.commoncrawl import Fetched, fetched_input, needs_fetch
 from pipelines.config import Config, ExtractConfig
 from pipelines.runner import MAX_FAILURES_LISTED
 from pipelines.schema import EXTRACT_REJECTED_SCHEMA, EXTRACT_SCHEMA, REJECT_REASON
 from pipelines.stage import Stage, rejected_dir
-from pipelines.warc import WarcReadError, decode_html, html_decision, iter_responses
+from pipelines.warc import WarcReadError, decode_html, html_decision, iter_conversions, iter_responses
 
 _SNAPSHOT = re.compile(r"CC-MAIN-\d{4}-\d{2}")
-WARC_SUFFIXES = (".warc.gz", ".warc", ".arc.gz", ".arc", ".warc.zst", ".gz")
+WARC_SUFFIXES = (".warc.gz", ".warc", ".arc.gz", ".arc", ".warc.zst", ".gz", ".ranges.parquet")
 
 
 class RecordTimeout(Exception):
@@ -56,6 +57,33 @@ def time_limit(seconds: float):
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9:-]{0,40})[^<>]{0,4000}?(/?)>")
+_VOID_OR_IMPLIED = frozenset(
+    "area base br col embed hr img input link meta param source track wbr "  # void elements
+    "p li dt dd tr td th option optgroup tbody thead tfoot colgroup rb rt rp".split()  # closed implicitly
+)
+
+
+def nesting_depth_over(html: str, limit: int) -> bool:
+    """True when elements nest deeper than ``limit`` (an over-estimate is fine; real pages nest < 100).
+
+    Extractors do work quadratic in depth inside C code that no time limit can interrupt
+    (resiliparse took 34 s on 30,000 nested divs), so pathological pages are refused before parsing.
+    A page with fewer tags than the limit cannot nest deeper, so most pages skip the scan.
+    """
+    if html.count("<") <= limit:
+        return False
+    depth = 0
+    for m in _TAG.finditer(html):
+        if m.group(1):
+            depth = depth - 1 if depth else 0
+        elif not m.group(3) and m.group(2).lower() not in _VOID_OR_IMPLIED:
+            depth += 1
+            if depth > limit:
+                return True
+    return False
 
 
 def make_extractor(cfg: ExtractConfig) -> Callable[[str], str | None]:
@@ -137,8 +165,21 @@ class ExtractStage(Stage):
         return state
 
     def process_shard(self, input_path: str, output_dir: str, shard: str) -> dict:
+        """Extract one input: a local WARC/WET file, a remote URL, or a Common Crawl range plan.
+
+        Remote inputs are first made local and verified (``pipelines.commoncrawl.fetched_input``),
+        so every input goes through the same record handling below.
+        """
+        if not needs_fetch(input_path):
+            return self._process_file(input_path, input_path, output_dir, shard)
+        with fetched_input(input_path, self.config) as fetched:
+            return self._process_file(fetched.path, fetched.source, output_dir, shard, fetched)
+
+    def _process_file(self, path: str | None, input_path: str, output_dir: str, shard: str,
+                      fetched: Fetched | None = None) -> dict:
+        """Read ``path`` (None: nothing could be fetched); ``input_path`` names it in rows and failures."""
         cfg = self.config.extract
-        if self._extract is None:
+        if self._extract is None and cfg.format == "warc":
             self._extract = make_extractor(cfg)
         started = time.perf_counter()
         snapshot = snapshot_of(input_path, cfg.snapshot)
@@ -167,20 +208,32 @@ class ExtractStage(Stage):
                 rej_w.write(pa.Table.from_pylist(rejected, EXTRACT_REJECTED_SCHEMA))
                 rejected.clear()
 
+        offsets = fetched.offsets if fetched is not None else {}
+        for f in fetched.failures if fetched is not None else []:
+            fail(f["reason"], f.get("detail", ""), f.get("record"))
+        wet = cfg.format == "wet"
         try:
             try:
-                for rec in iter_responses(input_path, cfg.max_record_bytes, cfg.max_decompressed_bytes):
+                if path is None:
+                    records = iter(())
+                elif wet:
+                    records = iter_conversions(path, cfg.max_record_bytes)
+                else:
+                    records = iter_responses(path, cfg.max_record_bytes, cfg.max_decompressed_bytes)
+                for rec in records:
                     docs_in += 1
+                    # WET: the id of the response the text came from, so it matches WARC extraction
+                    record_id = (rec.refers_to or rec.record_id) if wet else rec.record_id
                     row = {
-                        "id": doc_id(rec.record_id, input_path, rec.offset, rec.url),
+                        "id": doc_id(record_id, input_path, offsets.get(rec.offset, rec.offset), rec.url),
                         "url": rec.url,
                         "domain": domain_of(rec.url),
-                        "warc_record_id": rec.record_id,
+                        "warc_record_id": record_id,
                         "warc_date": rec.date,
                         "source_file": input_path,
                         "snapshot": snapshot,
                     }
-                    text, reason, failure = self._extract_record(rec)
+                    text, reason, failure = self._wet_record(rec) if wet else self._extract_record(rec)
                     if failure:
                         fail(reason, failure, rec.record_id)
                     if reason is None:
@@ -201,11 +254,11 @@ class ExtractStage(Stage):
             kept_w.abort()
             rej_w.abort()
             raise
-        return {
+        stats = {
             "docs_in": docs_in,
             "docs_out": kept_w.rows,
             "docs_rejected": rej_w.rows,
-            "bytes_in": io.input_size(input_path) or 0,
+            "bytes_in": (io.input_size(path) or 0) if path is not None else 0,
             "bytes_out": bytes_out,
             "reasons": dict(sorted(reasons.items())),
             "failures": failures,
@@ -213,6 +266,29 @@ class ExtractStage(Stage):
             "outputs": sizes,
             "seconds": round(time.perf_counter() - started, 4),
         }
+        if fetched is not None:  # summed by the runner into the summary's counters.fetch
+            stats["counters"] = {"fetch": fetched.counters}
+        return stats
+
+    def _wet_record(self, rec) -> tuple[str | None, str | None, str | None]:
+        """A WET conversion record's text: the payload as UTF-8, normalised like extracted text.
+
+        No HTML parsing happens (that is the point of WET: cheap), so menus, footers and cookie
+        banners that trafilatura would drop stay in; the filter stage has to work harder.
+        """
+        cfg = self.config.extract
+        if rec.truncated:
+            return None, "truncated_record", "the file ends inside this record"
+        if rec.payload is None:
+            return None, "record_too_large", f"{rec.declared_length} bytes (cap {cfg.max_record_bytes})"
+        if rec.content_type and rec.content_type != "text/plain":
+            return None, f"not_text:{rec.content_type}", None
+        if not rec.payload:
+            return None, "empty_payload", None
+        text = normalise_text(rec.payload.decode("utf-8", errors="replace"))
+        if len(text) < max(cfg.min_text_chars, 1):
+            return None, "empty_extraction", None
+        return text, None, None
 
     def _extract_record(self, rec) -> tuple[str | None, str | None, str | None]:
         """Return (text, reject_reason, failure_detail); failure_detail is set for record errors."""
@@ -233,6 +309,9 @@ class ExtractStage(Stage):
         assert self._extract is not None
         try:
             html, _ = decode_html(rec.payload, rec.charset)
+            depth = nesting_depth_over(html, cfg.max_html_depth)
+            if depth:
+                return None, f"html_too_deep:depth>{cfg.max_html_depth}", "nesting beyond max_html_depth"
             with time_limit(cfg.record_timeout_s):
                 text = self._extract(html)
         except RecordTimeout:

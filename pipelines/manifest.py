@@ -1,29 +1,129 @@
 """The dataset manifest: what a trainer needs to trust and consume the corpus.
 
-``manifest.json`` lists every shard with rows, tokens, bytes and sha256, totals per language, and
-the lineage (resolved config and its hash, code version, input files, per-stage counts). Everything
-that differs between two identical runs (timestamps, timings) lives under the one key
-``nondeterministic``, so two runs of the same input and config give manifests equal apart from it.
+``manifest.json`` (schema: ``MANIFEST_SCHEMA`` here, published as ``docs/manifest.schema.json``) lists
+every shard with rows, tokens, bytes and sha256; totals per language, per score bucket and per
+duplicate-cluster size; and the lineage (resolved config and its hash, code version, input WARC
+files, per-stage counts). Everything that differs between two identical runs (timestamps, timings,
+the input fingerprint) lives under the one key ``nondeterministic``, so two runs of the same input
+and config give manifests equal apart from it.
+
+Shard descriptions come from the shard stage's per-shard markers (computed right after each shard
+was written, while it was hot in the page cache); a shard without a valid marker is described again
+in a Ray task, so the driver never reads the corpus.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections import Counter
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from typing import Any
 
 import pyarrow.parquet as pq
 
 from pipelines import __version__, io
 from pipelines.config import STAGES, Config
+from pipelines.shard import SHARD_PREFIX, SHARD_SUMMARY, STATS_DIR, balance_ratio, describe_shard
 
-MANIFEST_VERSION = "1.0"
+MANIFEST_VERSION = "1.1"
 MANIFEST_NAME = "manifest.json"
-_DETERMINISTIC_SUMMARY_KEYS = ("docs_in", "docs_out", "docs_rejected", "bytes_in", "bytes_out", "reasons",
-                               "failures_by_reason", "counters", "tokens", "token_counter")
+_DETERMINISTIC_SUMMARY_KEYS = ("docs_in", "docs_out", "docs_rejected", "records_in", "bytes_in", "bytes_out",
+                               "reasons", "failures_by_reason", "counters", "tokens", "token_counter",
+                               "token_counter_info", "rehydration", "balance", "balance_max_over_min")
 _TIMING_KEYS = ("wall_seconds", "task_seconds", "docs_per_s", "mb_per_s", "docs_per_s_per_task",
-                "mb_per_s_per_task")
+                "mb_per_s_per_task", "shards_reused")
+
+_COUNTS = {"type": "object", "required": ["rows", "tokens"], "additionalProperties": False,
+           "properties": {"rows": {"type": "integer", "minimum": 0}, "tokens": {"type": "integer", "minimum": 0}}}
+_COUNTS_BY_LABEL = {"type": "object", "additionalProperties": {"$ref": "#/$defs/counts"}}
+
+#: JSON Schema (draft 2020-12) of manifest.json; ``docs/manifest.schema.json`` is this, written out.
+MANIFEST_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": "urn:cptcorpus:manifest.schema.json",
+    "title": "cptcorpus dataset manifest",
+    "description": "Shards of a cptcorpus run with checksums and counts, totals and lineage. Every key except "
+                   "`nondeterministic` is a function of the inputs, the config and the code version.",
+    "type": "object",
+    "required": ["manifest_version", "name", "datasets", "lineage", "nondeterministic"],
+    "additionalProperties": False,
+    "properties": {
+        "manifest_version": {"type": "string", "pattern": r"^\d+\.\d+$",
+                             "description": "major.minor; a reader accepts any minor of the major it knows"},
+        "name": {"type": "string", "description": "the run name (config `name`)"},
+        "datasets": {
+            "type": "array", "minItems": 1,
+            "items": {
+                "type": "object",
+                "required": ["name", "format", "shards", "totals", "by_language", "by_score",
+                             "by_dup_cluster_size", "token_counter"],
+                "additionalProperties": False,
+                "properties": {
+                    "name": {"type": "string"},
+                    "format": {"const": "parquet"},
+                    "columns": {"type": "array", "items": {"type": "string"},
+                                "description": "column names of the shards, in order"},
+                    "shards": {
+                        "type": "array",
+                        "items": {
+                            "type": "object", "required": ["path", "rows", "tokens", "bytes", "sha256"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "path": {"type": "string", "description": "relative to the manifest's directory"},
+                                "rows": {"type": "integer", "minimum": 0},
+                                "tokens": {"type": "integer", "minimum": 0},
+                                "bytes": {"type": "integer", "minimum": 0},
+                                "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                            },
+                        },
+                    },
+                    "totals": {"type": "object", "required": ["rows", "tokens", "bytes", "shards"],
+                               "additionalProperties": False,
+                               "properties": {k: {"type": "integer", "minimum": 0}
+                                              for k in ("rows", "tokens", "bytes", "shards")}},
+                    "balance_max_over_min": {"type": ["number", "null"], "minimum": 1,
+                                             "description": "max/min tokens over non-empty shards"},
+                    "by_language": {**_COUNTS_BY_LABEL, "description": "rows and tokens per `lang` (und = none)"},
+                    "by_score": {
+                        "type": "object",
+                        "description": "per score column, rows and tokens per bucket `lo-hi` (and `null`)",
+                        "additionalProperties": _COUNTS_BY_LABEL,
+                    },
+                    "score_bucket_width": {"type": "number", "exclusiveMinimum": 0},
+                    "by_dup_cluster_size": {**_COUNTS_BY_LABEL,
+                                            "description": "rows and tokens per cluster size: 1, 2, 3-4, 5-8, ..."},
+                    "token_counter": {
+                        "type": ["object", "null"],
+                        "properties": {"kind": {"enum": ["tokenizer", "bytes_estimate"]},
+                                       "name": {"type": "string"}, "sha256": {"type": "string"},
+                                       "bytes_per_token": {"type": "number"}},
+                    },
+                    "rehydration": {"type": ["object", "null"]},
+                },
+            },
+        },
+        "lineage": {
+            "type": "object", "required": ["code_version", "config_sha256", "config", "inputs", "stages"],
+            "additionalProperties": False,
+            "properties": {
+                "code_version": {"type": "string"},
+                "git_commit": {"type": ["string", "null"]},
+                "config_sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                "config": {"type": "object", "description": "the resolved config, as used"},
+                "inputs": {"type": "array", "items": {"type": "string"}, "description": "input WARC files"},
+                "stages": {"type": "object", "description": "per-stage deterministic summary (counts, reasons)",
+                           "additionalProperties": {"type": "object"}},
+            },
+        },
+        "nondeterministic": {
+            "type": "object",
+            "description": "what differs between identical runs: creation time, stage timings, input fingerprint",
+        },
+    },
+    "$defs": {"counts": _COUNTS},
+}
 
 
 def _load_json(path: str) -> dict | None:
@@ -34,20 +134,80 @@ def _load_json(path: str) -> dict | None:
         return None
 
 
+def _git_commit() -> str | None:
+    """The commit of the code that ran, when it runs from a git checkout (None from an installed wheel)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (out.stdout.strip() or None) if out.returncode == 0 else None
+
+
+def _merge(into: dict[str, dict[str, int]], add: dict[str, dict[str, int]]) -> None:
+    for label, counts in add.items():
+        slot = into.setdefault(label, {"rows": 0, "tokens": 0})
+        slot["rows"] += counts["rows"]
+        slot["tokens"] += counts["tokens"]
+
+
+def _shard_files(corpus_dir: str) -> list[str]:
+    """Shard names from the shard stage's summary (authoritative), else every shard-*.parquet present."""
+    summary = _load_json(os.path.join(corpus_dir, SHARD_SUMMARY)) or {}
+    if summary.get("shards"):
+        return [s["path"] for s in summary["shards"]]
+    return [os.path.basename(p) for p in io.list_parquet(corpus_dir)
+            if os.path.basename(p).startswith(SHARD_PREFIX)]
+
+
+def describe_shards(config: Config, corpus_dir: str) -> list[dict]:
+    """Each shard's description: from its marker when still valid, else recomputed in a Ray task."""
+    cfg = config.shard
+    bucket_config = {"score_columns": list(cfg.score_columns), "width": cfg.score_bucket_width}
+    names = _shard_files(corpus_dir)
+    out: dict[str, dict] = {}
+    missing = []
+    for name in names:
+        full = os.path.join(corpus_dir, name)
+        marker = _load_json(os.path.join(corpus_dir, STATS_DIR, name + ".json")) or {}
+        desc = marker.get("describe")
+        if (desc and os.path.isfile(full) and desc.get("bytes") == os.path.getsize(full)
+                and desc.get("bucket_config") == bucket_config):
+            out[name] = desc
+        elif os.path.isfile(full):
+            missing.append(name)
+        else:
+            raise FileNotFoundError(f"{full}: shard listed by the shard stage is missing; re-run `cptcorpus shard`")
+    if missing:
+        import ray
+
+        from pipelines.runner import init_ray
+
+        init_ray(config.ray)
+        remote = ray.remote(describe_shard).options(num_cpus=config.ray.task_cpus,
+                                                    max_retries=config.ray.max_retries)
+        refs = [remote.remote(os.path.join(corpus_dir, n), cfg.score_columns, cfg.score_bucket_width)
+                for n in missing]
+        for name, desc in zip(missing, ray.get(refs), strict=True):
+            out[name] = desc
+    return [out[n] for n in names]
+
+
 def build_manifest(config: Config, corpus_dir: str) -> dict:
     """Describe the shards under ``corpus_dir`` and the run that made them; write manifest.json."""
-    shard_summary = _load_json(os.path.join(corpus_dir, "_summary.json")) or {}
-    shards, langs = [], Counter()
-    lang_tokens: Counter = Counter()
-    for path in io.list_parquet(corpus_dir):
-        name = os.path.basename(path)
-        table = pq.read_table(path, columns=["lang", "token_count"])
-        tokens = table.column("token_count").to_pylist()
-        for lang, tok in zip(table.column("lang").to_pylist(), tokens, strict=True):
-            langs[lang or "und"] += 1
-            lang_tokens[lang or "und"] += tok or 0
-        shards.append({"path": name, "rows": table.num_rows, "tokens": int(sum(t or 0 for t in tokens)),
-                       "bytes": os.path.getsize(path), "sha256": io.sha256_file(path)})
+    shard_summary = _load_json(os.path.join(corpus_dir, SHARD_SUMMARY)) or {}
+    descs = describe_shards(config, corpus_dir)
+    by_language: dict[str, dict[str, int]] = {}
+    by_dup: dict[str, dict[str, int]] = {}
+    by_score: dict[str, dict[str, dict[str, int]]] = {}
+    for d in descs:
+        _merge(by_language, d["by_language"])
+        _merge(by_dup, d["by_dup_cluster_size"])
+        for col, buckets in d["by_score"].items():
+            _merge(by_score.setdefault(col, {}), buckets)
+    shards = [{k: d[k] for k in ("path", "rows", "tokens", "bytes", "sha256")} for d in descs]
+    columns = pq.read_schema(os.path.join(corpus_dir, shards[0]["path"])).names if shards else []
+
     stages, timings = {}, {}
     for stage in STAGES:
         if stage == "manifest":
@@ -62,49 +222,110 @@ def build_manifest(config: Config, corpus_dir: str) -> dict:
         "name": config.name,
         "datasets": [{
             "name": config.name,
+            "format": "parquet",
+            "columns": columns,
             "shards": shards,
             "totals": {"rows": sum(s["rows"] for s in shards), "tokens": sum(s["tokens"] for s in shards),
-                       "bytes": sum(s["bytes"] for s in shards)},
-            "by_language": {k: {"rows": langs[k], "tokens": lang_tokens[k]} for k in sorted(langs)},
-            "token_counter": shard_summary.get("token_counter"),
+                       "bytes": sum(s["bytes"] for s in shards), "shards": len(shards)},
+            "balance_max_over_min": balance_ratio([s["tokens"] for s in shards]),
+            "by_language": dict(sorted(by_language.items())),
+            "by_score": {c: dict(sorted(b.items())) for c, b in sorted(by_score.items())},
+            "score_bucket_width": config.shard.score_bucket_width,
+            "by_dup_cluster_size": dict(sorted(by_dup.items(), key=lambda kv: _size_order(kv[0]))),
+            "token_counter": shard_summary.get("token_counter_info"),
+            "rehydration": shard_summary.get("rehydration"),
         }],
         "lineage": {
             "code_version": __version__,
+            "git_commit": _git_commit(),
             "config_sha256": config.digest(),
             "config": config.model_dump(mode="json"),
             "inputs": extract_summary.get("inputs", []),
             "stages": stages,
         },
         "nondeterministic": {"created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                             "stage_timings": timings},
+                             "stage_timings": timings, "shard_plan_key": shard_summary.get("plan_key")},
     }
     io.write_json_atomic(os.path.join(corpus_dir, MANIFEST_NAME), manifest)
     return manifest
 
 
+def _size_order(label: str) -> int:
+    return int(label.split("-")[0]) if label[0].isdigit() else 1 << 62
+
+
+def check_manifest_schema(manifest: Any) -> list[str]:
+    """JSON Schema problems of a loaded manifest, as ``at <json path>: <message>`` lines."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(MANIFEST_SCHEMA)
+    problems = []
+    for err in sorted(validator.iter_errors(manifest), key=lambda e: list(e.absolute_path)):
+        where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
+        problems.append(f"manifest schema: at {where}: {err.message}")
+    return problems
+
+
+def _check_shard(base: str, shard: dict) -> list[str]:
+    name = shard["path"]
+    full = os.path.join(base, name)
+    if not os.path.isfile(full):
+        return [f"{name}: MISSING — listed in the manifest but not found at {full}"]
+    problems = []
+    size = os.path.getsize(full)
+    if size != shard["bytes"]:
+        problems.append(f"{name}: SIZE — file has {size} bytes, manifest says {shard['bytes']}")
+    digest = io.sha256_file(full)
+    if digest != shard["sha256"]:
+        problems.append(f"{name}: CHECKSUM — sha256 is {digest}, manifest says {shard['sha256']} "
+                        "(the file was modified, truncated or corrupted after the manifest was written)")
+    try:
+        meta = pq.read_metadata(full)
+        tokens = sum(t or 0 for t in pq.read_table(full, columns=["token_count"]).column(0).to_pylist())
+    except Exception as err:  # any reader error means the same thing to the user: unreadable
+        problems.append(f"{name}: UNREADABLE — not a readable Parquet shard ({type(err).__name__}: {err})")
+        return problems
+    if meta.num_rows != shard["rows"]:
+        problems.append(f"{name}: ROWS — file has {meta.num_rows} rows, manifest says {shard['rows']}")
+    if tokens != shard["tokens"]:
+        problems.append(f"{name}: TOKENS — file has {tokens} tokens (sum of token_count), "
+                        f"manifest says {shard['tokens']}")
+    return problems
+
+
 def validate_manifest(path: str) -> list[str]:
-    """Re-check every shard's checksum, rows and tokens; return the problems (empty when valid)."""
-    problems: list[str] = []
-    manifest = _load_json(path)
-    if manifest is None:
-        return [f"{path}: not found or not valid JSON"]
-    if manifest.get("manifest_version") != MANIFEST_VERSION:
-        problems.append(f"{path}: manifest_version {manifest.get('manifest_version')!r}, expected {MANIFEST_VERSION}")
+    """Re-check the manifest (schema, totals) and every shard (present, size, sha256, rows, tokens).
+
+    Returns one line per problem, each naming the shard and what differs; empty when valid.
+    """
+    try:
+        with open(path, encoding="utf-8") as fh:
+            manifest = json.load(fh)
+    except FileNotFoundError:
+        return [f"{path}: manifest not found"]
+    except json.JSONDecodeError as err:
+        return [f"{path}: not valid JSON ({err})"]
+    problems = check_manifest_schema(manifest)
+    if problems:
+        return problems
+    major = manifest["manifest_version"].split(".")[0]
+    if major != MANIFEST_VERSION.split(".")[0]:
+        problems.append(f"manifest_version {manifest['manifest_version']}: this reader knows "
+                        f"{MANIFEST_VERSION.split('.')[0]}.x")
     base = os.path.dirname(os.path.abspath(path))
-    for ds in manifest.get("datasets", []):
-        for shard in ds.get("shards", []):
-            full = os.path.join(base, shard["path"])
-            if not os.path.isfile(full):
-                problems.append(f"{shard['path']}: missing")
-                continue
-            digest = io.sha256_file(full)
-            if digest != shard["sha256"]:
-                problems.append(f"{shard['path']}: sha256 {digest} != manifest {shard['sha256']}")
-                continue
-            meta = pq.read_metadata(full)
-            if meta.num_rows != shard["rows"]:
-                problems.append(f"{shard['path']}: {meta.num_rows} rows != manifest {shard['rows']}")
-            tokens = sum(t or 0 for t in pq.read_table(full, columns=["token_count"]).column(0).to_pylist())
-            if tokens != shard["tokens"]:
-                problems.append(f"{shard['path']}: {tokens} tokens != manifest {shard['tokens']}")
+    listed: set[str] = set()
+    for ds in manifest["datasets"]:
+        shards = ds["shards"]
+        listed.update(s["path"] for s in shards)
+        for key in ("rows", "tokens", "bytes"):
+            total = sum(s[key] for s in shards)
+            if total != ds["totals"][key]:
+                problems.append(f"dataset {ds['name']}: totals.{key} is {ds['totals'][key]}, shards sum to {total}")
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:  # hashing releases the GIL
+            for found in pool.map(lambda s: _check_shard(base, s), shards):
+                problems.extend(found)
+    for name in sorted(os.listdir(base)):
+        if name.startswith(SHARD_PREFIX) and name.endswith(".parquet") and name not in listed:
+            problems.append(f"{name}: UNLISTED — a shard file next to the manifest that it does not list "
+                            "(left from another layout?); readers globbing the directory would read it")
     return problems

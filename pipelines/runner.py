@@ -44,10 +44,12 @@ def init_ray(cfg: RayConfig, address: str | None = None) -> None:
         return
     address = address or cfg.address or os.environ.get("RAY_ADDRESS")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    if address:
+    if address and address != "local":
         ray.init(address=address, logging_level=logging.WARNING)
         return
-    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING}
+    # address="local" always starts a new runtime; without it Ray would attach to any cluster that
+    # `ray start` left running on this machine, silently changing where and with what the run happens.
+    kwargs: dict[str, Any] = {"address": "local", "include_dashboard": False, "logging_level": logging.WARNING}
     if cfg.num_cpus:
         kwargs["num_cpus"] = cfg.num_cpus
     if cfg.object_store_mb:

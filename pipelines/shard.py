@@ -1,43 +1,120 @@
 """The shard stage: kept documents, shuffled with a seed, cut into token-balanced Parquet shards.
 
-Documents are shuffled globally, then cut where the running token total crosses each multiple of
-total/N, so every shard holds N-th of the tokens to within one document. Token counts come from the
-user's ``tokenizer.json`` (Hugging Face ``tokenizers``) or, without one, from a bytes/4 estimate.
+Nothing funnels the corpus through the driver. The stage runs in three steps:
+
+1. **scan** — one Ray task per input file reads only ``text`` (and ``dup_cluster_size``) and returns
+   per-row token counts (and text bytes): 8-16 bytes per document. Counts are cached under
+   ``_work/scan/`` keyed by the input's fingerprint and the token counter, so a re-shard with another
+   seed or size does not tokenize again.
+2. **plan** — the driver, from those small arrays only: rehydration repeats, one global seeded
+   permutation, then the assignment of every row to an output shard, balanced by tokens
+   (``greedy``: largest row first onto the lightest shard; or ``cumulative`` cuts of the shuffled
+   order), and each row's position inside its shard (the shuffled order).
+3. **scatter / gather** — one task per input file writes its rows, grouped by destination shard, one
+   Parquet row group per destination, to ``_work/scatter-<plan>/``; then one task per output shard
+   reads just its row groups from every scatter file, restores the shuffled order and writes
+   ``shard-NNNNN.parquet`` atomically. The corpus is read twice and written twice (a two-pass
+   shuffle), instead of every output shard reading every input (N-fold reads).
+
+Why greedy by default: with the shuffled order cut at multiples of total/N a shard can be off by up
+to one document (the largest), so a corpus with a few very long documents breaks a 2% balance bound.
+Greedy (LPT) guarantees ``max - min <= tokens of the last document placed on the heaviest shard``:
+documents are placed largest first, so that last document is one of the smallest. Inside a shard,
+rows keep the global shuffled order, so shards are still uniformly mixed.
+
+Token counts come from the user's ``tokenizer.json`` (Hugging Face ``tokenizers``, batched, without
+special tokens: trainers add BOS/EOS themselves) or, without one, ``ceil(UTF-8 bytes / 4)``, a typical
+ratio for 32k-128k BPE vocabularies on European web text (an estimate: it is labelled as such in the
+summary and manifest).
+
+Resume: a complete shard set (``_summary.json`` with the same plan key, every shard at its recorded
+size) is reused when inputs (path, size, mtime) and the shard config are unchanged; after a killed
+run, shards already written under the same plan key and finished scatter files are kept and only the
+rest is recomputed.
 """
 
 from __future__ import annotations
 
+import hashlib
+import heapq
+import json
+import logging
 import math
 import os
+import shutil
 import time
+from collections import Counter
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipelines import io
-from pipelines.config import Config, ShardConfig
+from pipelines import __version__, io
+from pipelines.config import Config, ConfigError, RayConfig, RehydrationConfig, ShardConfig
 from pipelines.schema import DOCUMENT_FIELDS, check_input_schema
+
+log = logging.getLogger("cptcorpus")
 
 BYTES_PER_TOKEN_ESTIMATE = 4  # typical for BPE vocabularies of 32k-128k on European web text
 SHARD_SUMMARY = "_summary.json"
+SHARD_PREFIX = "shard-"
+STATS_DIR = "_stats"  # per-shard completion markers with the shard's description
+WORK_DIR = "_work"  # scan cache and scatter files; removed (scatter) or pruned (scan) after a run
+REPEAT_COLUMN = "repeat"  # rehydration: 0 for the original row, 1.. for its repeats
+PLAN_VERSION = 1  # bump when the plan changes: shard sets of an older plan are never reused
+_POS = "__pos"  # position of a row inside its output shard, only in scatter files
+_SCAN_BATCH_ROWS = 8192
+
+
+# ---------------------------------------------------------------------------------------------
+# token counting
+
+
+_TOKENIZERS: dict[tuple[str, int], Any] = {}
+
+
+def _tokenizer(path: str) -> Any:
+    """Load a tokenizer.json once per worker process (keyed by path and mtime)."""
+    from tokenizers import Tokenizer
+
+    key = (path, os.stat(path).st_mtime_ns)
+    if key not in _TOKENIZERS:
+        _TOKENIZERS[key] = Tokenizer.from_file(path)
+    return _TOKENIZERS[key]
 
 
 def count_tokens(texts: pa.ChunkedArray | pa.Array, tokenizer_path: str | None, batch: int = 1024) -> np.ndarray:
-    """Tokens per text: exact with a tokenizer.json, else ceil(UTF-8 bytes / 4)."""
+    """Tokens per text: exact with a tokenizer.json (no special tokens), else ceil(UTF-8 bytes / 4)."""
     if tokenizer_path is None:
         lengths = pc.fill_null(pc.binary_length(texts), 0).to_numpy(zero_copy_only=False)
         return np.ceil(lengths / BYTES_PER_TOKEN_ESTIMATE).astype(np.int64)
-    from tokenizers import Tokenizer
-
-    tok = Tokenizer.from_file(tokenizer_path)
+    tok = _tokenizer(tokenizer_path)
     values = [t or "" for t in texts.to_pylist()]
     out = np.zeros(len(values), dtype=np.int64)
     for start in range(0, len(values), batch):
         encs = tok.encode_batch(values[start : start + batch], add_special_tokens=False)
         out[start : start + len(encs)] = [len(e.ids) for e in encs]
     return out
+
+
+def token_counter_info(cfg: ShardConfig) -> dict:
+    """What counted the tokens, for the summary and manifest: a tokenizer (with its sha256) or the estimate."""
+    if cfg.tokenizer:
+        return {"kind": "tokenizer", "name": os.path.basename(cfg.tokenizer),
+                "sha256": io.sha256_file(cfg.tokenizer)}
+    return {"kind": "bytes_estimate", "bytes_per_token": BYTES_PER_TOKEN_ESTIMATE}
+
+
+def _counter_label(info: dict) -> str:
+    if info["kind"] == "tokenizer":
+        return f"tokenizer:{info['name']}@{info['sha256'][:12]}"
+    return f"bytes/{info['bytes_per_token']}"
+
+
+# ---------------------------------------------------------------------------------------------
+# schema and rehydration
 
 
 def conform(table: pa.Table) -> pa.Table:
@@ -57,16 +134,73 @@ def conform(table: pa.Table) -> pa.Table:
     return pa.Table.from_arrays(cols, schema=pa.schema(fields))
 
 
-def plan_cuts(tokens: np.ndarray, n_shards: int) -> np.ndarray:
-    """Row indices where shards start (plus the end), cutting the running total at multiples of total/N."""
-    cum = np.cumsum(tokens)
-    total = int(cum[-1]) if len(cum) else 0
-    targets = (np.arange(1, n_shards) * total) / n_shards
-    inner = np.searchsorted(cum, targets, side="left") + 1
-    return np.concatenate([[0], np.minimum(inner, len(tokens)), [len(tokens)]]).astype(np.int64)
+def repeat_counts(cluster_sizes: np.ndarray, cfg: RehydrationConfig) -> np.ndarray:
+    """Copies of each document: the weight of the largest cluster-size bound <= its size (1 when off/unknown).
+
+    ``cluster_sizes`` uses 0 for "unknown" (a null ``dup_cluster_size``): such documents are written once.
+    """
+    sizes = np.asarray(cluster_sizes, dtype=np.int64)
+    if not cfg.enabled or not cfg.weights:
+        return np.ones(len(sizes), dtype=np.int64)
+    bounds = np.array(sorted(cfg.weights), dtype=np.int64)
+    weights = np.array([cfg.weights[b] for b in sorted(cfg.weights)], dtype=np.int64)
+    idx = np.searchsorted(bounds, sizes, side="right") - 1
+    out = np.where(idx >= 0, weights[np.clip(idx, 0, None)], 1)
+    return np.where(sizes > 0, out, 1).astype(np.int64)
+
+
+# ---------------------------------------------------------------------------------------------
+# step 1: scan (Ray task per input)
+
+
+def _fingerprint(path: str) -> dict:
+    st = os.stat(path)
+    return {"path": path, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _scan_key(fingerprint: dict, counter: dict) -> str:
+    blob = json.dumps({"f": fingerprint, "c": counter, "v": PLAN_VERSION}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def scan_input(path: str, tokenizer: str | None, batch: int, cache: str | None, task_cpus: float = 1.0) -> dict:
+    """Per-row tokens, text bytes and cluster sizes of one input file (what the plan needs, nothing more)."""
+    if cache and os.path.isfile(cache):
+        with np.load(cache) as data:
+            return {"tokens": data["tokens"], "bytes": data["bytes"], "cluster": data["cluster"], "cached": True}
+    # tokenizers runs encode_batch on its own thread pool; keep it within the task's CPU declaration
+    os.environ.setdefault("RAYON_NUM_THREADS", str(max(1, math.ceil(task_cpus))))
+    source = pq.ParquetFile(path)
+    has_cluster = "dup_cluster_size" in source.schema_arrow.names
+    columns = ["text", "dup_cluster_size"] if has_cluster else ["text"]
+    tokens, nbytes, cluster = [], [], []
+    for batch_ in source.iter_batches(batch_size=_SCAN_BATCH_ROWS, columns=columns):
+        text = batch_.column("text")
+        tokens.append(count_tokens(text, tokenizer, batch))
+        nbytes.append(pc.fill_null(pc.binary_length(text), 0).to_numpy(zero_copy_only=False).astype(np.int64))
+        if has_cluster:
+            sizes = pc.fill_null(batch_.column("dup_cluster_size").cast(pa.int64()), 0)
+            cluster.append(sizes.to_numpy(zero_copy_only=False))
+        else:
+            cluster.append(np.zeros(batch_.num_rows, dtype=np.int64))
+    out = {
+        "tokens": np.concatenate(tokens) if tokens else np.zeros(0, np.int64),
+        "bytes": np.concatenate(nbytes) if nbytes else np.zeros(0, np.int64),
+        "cluster": np.concatenate(cluster) if cluster else np.zeros(0, np.int64),
+    }
+    if cache:
+        with io.atomic_path(cache) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, **out)
+    out["cached"] = False
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# step 2: the plan (driver, small arrays only)
 
 
 def n_shards_for(cfg: ShardConfig, total_tokens: int, total_bytes: int, rows: int) -> int:
+    """Shard count: ``num_shards``, else total / ``target_tokens``, else total text bytes / ``target_bytes``."""
     if cfg.num_shards:
         n = cfg.num_shards
     elif cfg.target_tokens:
@@ -76,53 +210,464 @@ def n_shards_for(cfg: ShardConfig, total_tokens: int, total_bytes: int, rows: in
     return max(1, min(n, max(rows, 1)))
 
 
+def plan_cuts(tokens: np.ndarray, n_shards: int) -> np.ndarray:
+    """Row indices where shards start (plus the end), cutting the running total at multiples of total/N."""
+    cum = np.cumsum(tokens)
+    total = int(cum[-1]) if len(cum) else 0
+    targets = (np.arange(1, n_shards) * total) / n_shards
+    inner = np.searchsorted(cum, targets, side="left") + 1
+    return np.concatenate([[0], np.minimum(inner, len(tokens)), [len(tokens)]]).astype(np.int64)
+
+
+def assign_cumulative(tokens: np.ndarray, n_shards: int) -> np.ndarray:
+    """Shard of each row (in the given order) by cumulative cuts; each shard within one row of total/N."""
+    cuts = plan_cuts(tokens, n_shards)
+    return (np.searchsorted(cuts, np.arange(len(tokens)), side="right") - 1).astype(np.int32)
+
+
+def assign_greedy(tokens: np.ndarray, n_shards: int) -> np.ndarray:
+    """Shard of each row by LPT: rows largest first (ties in the given order) onto the lightest shard.
+
+    Bound: let M be the heaviest shard and t the last row placed on it; when it was placed M was the
+    lightest and loads only grow, so ``max - min <= t``, and t is small because rows come largest first.
+    O(n log N) on the driver (about 1 s per million rows).
+    """
+    order = np.argsort(-tokens, kind="stable")
+    heap = [(0, s) for s in range(n_shards)]
+    placed = []
+    append = placed.append
+    replace = heapq.heapreplace
+    for t in tokens[order].tolist():
+        load, s = heap[0]
+        replace(heap, (load + t, s))
+        append(s)
+    out = np.empty(len(tokens), dtype=np.int32)
+    out[order] = np.asarray(placed, dtype=np.int32)
+    return out
+
+
+class ShardPlan:
+    """Where every (input row, repeat) goes: output shard and position, in input order (small arrays)."""
+
+    def __init__(self, offsets: np.ndarray, base: np.ndarray, repeat: np.ndarray, tokens: np.ndarray,
+                 shard: np.ndarray, pos: np.ndarray, n_shards: int) -> None:
+        self.offsets = offsets  # per input: first expanded row (len = inputs + 1)
+        self.base = base  # expanded row -> row inside its input
+        self.repeat = repeat
+        self.tokens = tokens
+        self.shard = shard
+        self.pos = pos
+        self.n_shards = n_shards
+        self.shard_rows = np.bincount(shard, minlength=n_shards).astype(np.int64)
+        self.shard_tokens = np.bincount(shard, weights=tokens, minlength=n_shards).astype(np.int64)
+
+    def for_input(self, i: int) -> dict[str, np.ndarray]:
+        lo, hi = int(self.offsets[i]), int(self.offsets[i + 1])
+        return {"row": self.base[lo:hi], "repeat": self.repeat[lo:hi], "tokens": self.tokens[lo:hi],
+                "shard": self.shard[lo:hi], "pos": self.pos[lo:hi]}
+
+
+def make_plan(per_input_tokens: list[np.ndarray], per_input_cluster: list[np.ndarray], n_shards: int,
+              cfg: ShardConfig) -> ShardPlan:
+    """Rehydrate, shuffle globally with ``cfg.seed`` and assign rows to shards balanced by tokens."""
+    tokens = np.concatenate(per_input_tokens) if per_input_tokens else np.zeros(0, np.int64)
+    cluster = np.concatenate(per_input_cluster) if per_input_cluster else np.zeros(0, np.int64)
+    counts = repeat_counts(cluster, cfg.rehydration)
+    input_rows = np.array([len(t) for t in per_input_tokens], dtype=np.int64)
+    row_offsets = np.concatenate([[0], np.cumsum(input_rows)])
+    global_row = np.repeat(np.arange(len(tokens), dtype=np.int64), counts)
+    first = np.concatenate([[0], np.cumsum(counts)[:-1]]) if len(counts) else np.zeros(0, np.int64)
+    repeat = (np.arange(len(global_row), dtype=np.int64) - np.repeat(first, counts)).astype(np.int32)
+    input_of = np.searchsorted(row_offsets, global_row, side="right") - 1
+    base = global_row - row_offsets[input_of]
+    exp_tokens = tokens[global_row]
+    exp_offsets = np.concatenate([[0], np.cumsum(np.bincount(input_of, minlength=len(input_rows)))]).astype(np.int64)
+
+    perm = np.random.default_rng(cfg.seed).permutation(len(global_row))
+    shuffled = exp_tokens[perm]
+    assign = assign_greedy if cfg.balance == "greedy" else assign_cumulative
+    shard_k = assign(shuffled, n_shards) if len(shuffled) else np.zeros(0, np.int32)
+    by_shard = np.argsort(shard_k, kind="stable")  # shuffled positions grouped by shard, in order
+    starts = np.concatenate([[0], np.cumsum(np.bincount(shard_k, minlength=n_shards))[:-1]])
+    pos_k = np.empty(len(shard_k), dtype=np.int64)
+    pos_k[by_shard] = np.arange(len(shard_k)) - starts[shard_k[by_shard]]
+    shard = np.empty(len(shard_k), dtype=np.int32)
+    pos = np.empty(len(shard_k), dtype=np.int64)
+    shard[perm] = shard_k
+    pos[perm] = pos_k
+    return ShardPlan(exp_offsets, base, repeat, exp_tokens, shard, pos, n_shards)
+
+
+def balance_ratio(shard_tokens: np.ndarray | list[int]) -> float | None:
+    """max/min tokens over non-empty shards (1.0 = perfect)."""
+    nonempty = [int(t) for t in shard_tokens if t]
+    if not nonempty:
+        return None
+    return round(max(nonempty) / max(min(nonempty), 1), 6)
+
+
+# ---------------------------------------------------------------------------------------------
+# step 3: scatter (per input) and gather (per output shard)
+
+
+def scatter_input(path: str, part: dict[str, np.ndarray], out_path: str, rehydrate: bool) -> dict:
+    """Write one input's rows grouped by destination shard, one row group per destination.
+
+    Returns (and writes next to the file, as its completion marker) the destination -> row group map.
+    """
+    table = conform(pq.read_table(path))
+    taken = table.take(pa.array(part["row"], pa.int64()))
+    taken = taken.set_column(taken.schema.get_field_index("token_count"), "token_count",
+                             pa.array(part["tokens"], pa.int64()))
+    if rehydrate:
+        taken = taken.append_column(REPEAT_COLUMN, pa.array(part["repeat"], pa.int32()))
+    taken = taken.append_column(_POS, pa.array(part["pos"], pa.int64()))
+    order = np.lexsort((part["pos"], part["shard"]))
+    taken = taken.take(pa.array(order, pa.int64()))
+    dest = part["shard"][order]
+    groups: dict[str, int] = {}
+    bounds = np.flatnonzero(np.diff(dest)) + 1
+    starts = np.concatenate([[0], bounds]) if len(dest) else np.zeros(0, np.int64)
+    ends = np.concatenate([bounds, [len(dest)]]) if len(dest) else np.zeros(0, np.int64)
+    with io.atomic_path(out_path) as tmp:
+        writer = pq.ParquetWriter(tmp, taken.schema, compression="zstd")
+        try:
+            for g, (lo, hi) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
+                writer.write_table(taken.slice(lo, hi - lo), row_group_size=hi - lo)
+                groups[str(int(dest[lo]))] = g
+        finally:
+            writer.close()
+    marker = {"row_groups": groups, "rows": taken.num_rows, "size": os.path.getsize(out_path)}
+    io.write_json_atomic(out_path + ".json", marker)
+    return marker
+
+
+def row_group_bounds(text_bytes: np.ndarray, max_rows: int, max_bytes: int) -> list[tuple[int, int]]:
+    """Split rows into row groups of at most ``max_rows`` rows and ``max_bytes`` text bytes (>= 1 row each)."""
+    n = len(text_bytes)
+    cum = np.cumsum(text_bytes, dtype=np.int64)
+    out, start = [], 0
+    while start < n:
+        base = int(cum[start - 1]) if start else 0
+        by_bytes = int(np.searchsorted(cum, base + max_bytes, side="right"))
+        end = max(start + 1, min(n, start + max_rows, by_bytes))
+        out.append((start, end))
+        start = end
+    return out
+
+
+def write_shard_table(path: str, table: pa.Table, cfg: ShardConfig) -> int:
+    """Write a shard atomically with row groups a streaming reader can hold; returns its size."""
+    text_bytes = pc.fill_null(pc.binary_length(table.column("text")), 0).to_numpy(zero_copy_only=False)
+    compression = None if cfg.compression == "none" else cfg.compression
+    # dictionary encoding only helps low-cardinality columns; on text and ids it costs time for nothing
+    no_dict = {"id", "text", "url", "warc_record_id", "dup_cluster_id"}
+    use_dictionary = [n for n in table.column_names if n not in no_dict]
+    with io.atomic_path(path) as tmp:
+        writer = pq.ParquetWriter(tmp, table.schema, compression=compression, use_dictionary=use_dictionary)
+        try:
+            for lo, hi in row_group_bounds(text_bytes, cfg.row_group_rows, cfg.row_group_bytes) or [(0, 0)]:
+                writer.write_table(table.slice(lo, hi - lo), row_group_size=max(hi - lo, 1))
+        finally:
+            writer.close()
+    return os.path.getsize(path)
+
+
+def gather_shard(index: int, sources: list[tuple[str, int]], expected_rows: int, final: str, cfg: ShardConfig,
+                 marker_path: str, layout_key: str) -> dict:
+    """Read this shard's row group from every scatter file, restore the shuffled order, write the shard."""
+    parts = [pq.ParquetFile(path).read_row_group(group) for path, group in sources]
+    if parts:
+        table = pa.concat_tables(parts, promote_options="permissive")
+    else:
+        table = conform(pa.table({"id": pa.array([], pa.string()), "text": pa.array([], pa.string())}))
+        table = table.append_column(_POS, pa.array([], pa.int64()))
+    pos = table.column(_POS).to_numpy()
+    order = np.argsort(pos, kind="stable")
+    if table.num_rows != expected_rows or not np.array_equal(pos[order], np.arange(expected_rows)):
+        raise RuntimeError(f"{os.path.basename(final)}: gathered {table.num_rows} rows, plan says {expected_rows}")
+    table = table.take(pa.array(order, pa.int64())).drop_columns([_POS])
+    write_shard_table(final, table, cfg)
+    desc = describe_shard(final, cfg.score_columns, cfg.score_bucket_width, table)
+    marker = {"layout_key": layout_key, "shard": index, "describe": desc}
+    io.write_json_atomic(marker_path, marker)
+    return desc
+
+
+# ---------------------------------------------------------------------------------------------
+# per-shard description (shared with the manifest)
+
+
+def score_bucket_labels(values: np.ndarray, width: float) -> list[str]:
+    """Bucket labels ``lo-hi`` of ``width`` (a score of exactly 1 falls in the last bucket below 1)."""
+    top = math.ceil(round(1 / width, 9))
+    idx = np.floor(values / width + 1e-9).astype(np.int64)
+    idx = np.where(np.isclose(values, 1.0), top - 1, idx)
+    return [f"{round(i * width, 6):g}-{round((i + 1) * width, 6):g}" for i in idx.tolist()]
+
+
+def cluster_size_label(size: int) -> str:
+    """Duplicate-cluster size buckets: 1, 2, 3-4, 5-8, 9-16, ... (powers of two)."""
+    if size <= 2:
+        return str(size)
+    hi = 1 << (size - 1).bit_length()
+    return f"{hi // 2 + 1}-{hi}"
+
+
+def _grouped(labels: list[str], tokens: np.ndarray) -> dict[str, dict[str, int]]:
+    """rows and tokens per label."""
+    if not labels:
+        return {}
+    arr = pa.array(labels, pa.string()).dictionary_encode()
+    idx = arr.indices.to_numpy(zero_copy_only=False)
+    rows = np.bincount(idx, minlength=len(arr.dictionary))
+    toks = np.bincount(idx, weights=tokens, minlength=len(arr.dictionary))
+    return {arr.dictionary[i].as_py(): {"rows": int(rows[i]), "tokens": int(toks[i])}
+            for i in range(len(arr.dictionary))}
+
+
+def describe_shard(path: str, score_columns: list[str], bucket_width: float, table: pa.Table | None = None) -> dict:
+    """rows, tokens, bytes, sha256 and totals per language, score bucket and duplicate-cluster size."""
+    if table is None:
+        names = pq.read_schema(path).names
+        wanted = [c for c in ("lang", "token_count", "dup_cluster_size", *score_columns) if c in names]
+        table = pq.read_table(path, columns=wanted)
+    n = table.num_rows
+    tokens = (pc.fill_null(table.column("token_count"), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+              if "token_count" in table.column_names else np.zeros(n, np.int64))
+    langs = (pc.fill_null(table.column("lang"), "und").to_pylist() if "lang" in table.column_names
+             else ["und"] * n)
+    by_score: dict[str, dict] = {}
+    for col in score_columns:
+        if col not in table.column_names:
+            continue
+        arr = table.column(col)
+        valid = pc.is_valid(arr).to_numpy(zero_copy_only=False)
+        values = pc.fill_null(arr.cast(pa.float64()), 0.0).to_numpy(zero_copy_only=False)
+        labels = score_bucket_labels(values, bucket_width)
+        labels = [lab if ok else "null" for lab, ok in zip(labels, valid.tolist(), strict=True)]
+        if any(valid.tolist()):
+            by_score[col] = _grouped(labels, tokens)
+    dup: dict[str, dict] = {}
+    if "dup_cluster_size" in table.column_names:
+        sizes = table.column("dup_cluster_size").to_pylist()
+        dup = _grouped([cluster_size_label(s) if s else "null" for s in sizes], tokens)
+    return {
+        "path": os.path.basename(path),
+        "rows": n,
+        "tokens": int(tokens.sum()),
+        "bytes": os.path.getsize(path),
+        "sha256": io.sha256_file(path),
+        "by_language": _grouped(langs, tokens),
+        "by_score": by_score,
+        "by_dup_cluster_size": dup,
+        "bucket_config": {"score_columns": list(score_columns), "width": bucket_width},
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# the stage
+
+
+def shard_name(i: int) -> str:
+    return f"{SHARD_PREFIX}{i:05d}.parquet"
+
+
+def _load_json(path: str) -> dict | None:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def _complete_set(output_dir: str, plan_key: str) -> dict | None:
+    """The previous summary when it was written for this plan key and every shard is in place."""
+    summary = _load_json(os.path.join(output_dir, SHARD_SUMMARY))
+    if not summary or summary.get("plan_key") != plan_key or summary.get("failures_by_reason"):
+        return None  # a set with skipped inputs is recomputed: the failure may have been transient
+    for s in summary.get("shards", []):
+        full = os.path.join(output_dir, s["path"])
+        if not os.path.isfile(full) or os.path.getsize(full) != s["bytes"]:
+            return None
+    return summary
+
+
+def _remote(fn: Any, ray_cfg: RayConfig, name: str) -> Any:
+    import ray
+
+    return ray.remote(fn).options(
+        num_cpus=ray_cfg.task_cpus, memory=ray_cfg.task_memory_mb * 1024 * 1024, max_retries=ray_cfg.max_retries,
+        retry_exceptions=[OSError, ConnectionError, TimeoutError], name=f"cptcorpus.shard.{name}",
+    )
+
+
+def _run_all(refs: dict[Any, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Wait for every task; return results and errors by label (a failed task must not hide the others)."""
+    import ray
+
+    results, errors = {}, {}
+    pending = dict(refs)
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        for ref in ready:
+            label = pending.pop(ref)
+            try:
+                results[label] = ray.get(ref)
+            except Exception as err:  # reported by the caller with the file it concerns
+                text = str(err).strip()
+                errors[label] = f"{type(err).__name__}: {text.splitlines()[-1][:500] if text else ''}"
+    return results, errors
+
+
 def write_shards(config: Config, inputs: list[str], output_dir: str) -> dict:
     """Shuffle every kept document and write balanced shards ``shard-NNNNN.parquet``; return a summary."""
+    from pipelines.runner import STAGE_FAILURES_NAME, init_ray
+
     cfg = config.shard
     started = time.perf_counter()
+    if cfg.tokenizer and not os.path.isfile(cfg.tokenizer):
+        raise ConfigError(f"shard.tokenizer: {cfg.tokenizer!r} is not a file; expected a tokenizer.json "
+                          "(or null for the bytes/4 estimate)")
     files = io.expand_inputs(inputs, (".parquet",))
+    failures: list[dict] = []
+    readable = []
     for path in files:
-        check_input_schema(pq.read_schema(path), path)
-    tables = [conform(pq.read_table(p)) for p in files]
-    table = pa.concat_tables(tables, promote_options="permissive") if tables else conform(
-        pa.table({"id": pa.array([], pa.string()), "text": pa.array([], pa.string())})
-    )
-    tokens = count_tokens(table.column("text"), cfg.tokenizer)
-    table = table.set_column(table.schema.get_field_index("token_count"), "token_count", pa.array(tokens))
-    order = np.random.default_rng(cfg.seed).permutation(table.num_rows)
-    table = table.take(pa.array(order, pa.int64()))
-    tokens = tokens[order]
-    text_bytes = int(pc.sum(pc.binary_length(table.column("text"))).as_py() or 0)
-    n = n_shards_for(cfg, int(tokens.sum()), text_bytes, table.num_rows)
-    cuts = plan_cuts(tokens, n)
+        try:
+            schema = pq.read_schema(path)
+        except Exception as err:  # an unreadable file is skipped and reported; a wrong schema stops the run
+            failures.append({"stage": "shard", "file": path, "reason": "unreadable_input",
+                             "detail": f"{type(err).__name__}: {str(err)[:300]}"})
+            continue
+        check_input_schema(schema, path)
+        readable.append(path)
+    counter = token_counter_info(cfg)
+    fingerprints = [_fingerprint(p) for p in files]
+    shard_cfg = cfg.model_dump(mode="json")
+    plan_key = hashlib.sha256(json.dumps(
+        {"v": PLAN_VERSION, "code": __version__, "inputs": fingerprints, "shard": shard_cfg, "counter": counter},
+        sort_keys=True).encode()).hexdigest()
 
     io.ensure_dir(output_dir)
     io.remove_stale_tmp(output_dir)
-    for old in io.list_parquet(output_dir):  # a re-shard must not leave shards of an earlier layout
-        if os.path.basename(old).startswith("shard-"):
-            os.remove(old)
-    compression = None if cfg.compression == "none" else cfg.compression
+    done = _complete_set(output_dir, plan_key)
+    if done is not None:
+        log.info("shard: complete shard set for plan %s reused", plan_key[:12])
+        return {**done, "reused": True}
+
+    init_ray(config.ray)
+    work = os.path.join(output_dir, WORK_DIR)
+    scan_dir = os.path.join(work, "scan")
+    names = io.shard_names(files)
+    scan_paths = [os.path.join(scan_dir, f"{n}-{_scan_key(f, counter)}.npz") for n, f in zip(names, fingerprints,
+                                                                                               strict=True)]
+    # step 1: scan
+    scan = _remote(scan_input, config.ray, "scan")
+    refs = {scan.remote(p, cfg.tokenizer, cfg.tokenizer_batch, c, config.ray.task_cpus): p
+            for p, c in zip(files, scan_paths, strict=True) if p in readable}
+    scanned, scan_errors = _run_all(refs)
+    failures += [{"stage": "shard", "file": p, "reason": "scan_failed", "detail": e} for p, e in scan_errors.items()]
+    for f in failures:
+        log.error("shard: input %s skipped: %s", f["file"], f["detail"])
+    used = [i for i, p in enumerate(files) if p in scanned]
+    if os.path.isdir(scan_dir):  # keep the cache of current inputs only
+        keep = {os.path.basename(scan_paths[i]) for i in used}
+        for name in os.listdir(scan_dir):
+            if name not in keep:
+                os.remove(os.path.join(scan_dir, name))
+
+    # step 2: plan
+    tokens = [scanned[files[i]]["tokens"] for i in used]
+    clusters = [scanned[files[i]]["cluster"] for i in used]
+    counts = repeat_counts(np.concatenate(clusters) if clusters else np.zeros(0, np.int64), cfg.rehydration)
+    all_bytes = np.concatenate([scanned[files[i]]["bytes"] for i in used]) if used else np.zeros(0, np.int64)
+    all_tokens = np.concatenate(tokens) if tokens else np.zeros(0, np.int64)
+    n = n_shards_for(cfg, int((all_tokens * counts).sum()), int((all_bytes * counts).sum()), int(counts.sum()))
+    plan = make_plan(tokens, clusters, n, cfg)
+    # the layout also depends on which inputs could be scanned: a transient failure must not let a later
+    # run reuse shards or scatter files of a different layout under the same plan key
+    layout_key = hashlib.sha256(f"{plan_key}:{used}".encode()).hexdigest()
+
+    # step 3: scatter / gather, skipping what a killed run of the same plan already finished
+    stats_dir = os.path.join(output_dir, STATS_DIR)
+    scatter_dir = os.path.join(work, f"scatter-{layout_key[:16]}")
+    io.ensure_dir(stats_dir)
+    complete: dict[int, dict] = {}
+    for j in range(n):
+        marker = _load_json(os.path.join(stats_dir, shard_name(j) + ".json"))
+        full = os.path.join(output_dir, shard_name(j))
+        if (marker and marker.get("layout_key") == layout_key and os.path.isfile(full)
+                and os.path.getsize(full) == marker["describe"]["bytes"]):
+            complete[j] = marker["describe"]
+    for old in os.listdir(output_dir):  # shards of an earlier layout must not linger next to the new set
+        if old.startswith(SHARD_PREFIX) and old.endswith(".parquet") and old not in {
+                shard_name(j) for j in range(n)}:
+            os.remove(os.path.join(output_dir, old))
+    for old in os.listdir(stats_dir):
+        if old.startswith(SHARD_PREFIX) and int(old[len(SHARD_PREFIX):].split(".")[0]) not in complete:
+            os.remove(os.path.join(stats_dir, old))
+
+    todo = [j for j in range(n) if j not in complete]
+    gather_results: dict[str, dict] = {}
+    if todo:
+        io.ensure_dir(scatter_dir)
+        scatter = _remote(scatter_input, config.ray, "scatter")
+        markers: dict[str, dict] = {}
+        refs = {}
+        for k, i in enumerate(used):
+            out = os.path.join(scatter_dir, f"{k:06d}-{names[i]}.parquet")
+            marker = _load_json(out + ".json")
+            if marker and os.path.isfile(out) and os.path.getsize(out) == marker["size"]:
+                markers[out] = marker
+            else:
+                refs[scatter.remote(files[i], plan.for_input(k), out, cfg.rehydration.enabled)] = out
+        results, errors = _run_all(refs)
+        if errors:
+            raise RuntimeError("shard: scatter failed for " + "; ".join(f"{p}: {e}" for p, e in errors.items()))
+        markers.update(results)
+        gather = _remote(gather_shard, config.ray, "gather")
+        refs = {}
+        for j in todo:
+            sources = [(p, m["row_groups"][str(j)]) for p, m in sorted(markers.items()) if str(j) in m["row_groups"]]
+            refs[gather.remote(j, sources, int(plan.shard_rows[j]), os.path.join(output_dir, shard_name(j)), cfg,
+                               os.path.join(stats_dir, shard_name(j) + ".json"), layout_key)] = shard_name(j)
+        gather_results, errors = _run_all(refs)
+        if errors:
+            raise RuntimeError("shard: writing failed for " + "; ".join(f"{p}: {e}" for p, e in errors.items()))
+    shutil.rmtree(scatter_dir, ignore_errors=True)
+    for name in os.listdir(work) if os.path.isdir(work) else []:
+        if name.startswith("scatter-"):
+            shutil.rmtree(os.path.join(work, name), ignore_errors=True)
+
     shards = []
-    for i in range(n):
-        part = table.slice(int(cuts[i]), int(cuts[i + 1] - cuts[i]))
-        name = f"shard-{i:05d}.parquet"
-        size = io.write_table_atomic(os.path.join(output_dir, name), part, cfg.row_group_rows, compression)
-        shards.append({"path": name, "rows": part.num_rows, "tokens": int(tokens[cuts[i] : cuts[i + 1]].sum()),
-                       "bytes": size})
-    shard_tokens = [s["tokens"] for s in shards if s["rows"]]
+    for j in range(n):
+        desc = complete.get(j) or gather_results[shard_name(j)]
+        shards.append({k: desc[k] for k in ("path", "rows", "tokens", "bytes", "sha256")})
+    wall = round(time.perf_counter() - started, 3)
+    docs_in = int(sum(len(t) for t in tokens))
     summary = {
         "stage": "shard",
-        "docs_in": table.num_rows,
-        "docs_out": table.num_rows,
+        "docs_in": docs_in,
+        "docs_out": int(plan.shard_rows.sum()),
         "docs_rejected": 0,
-        "bytes_in": text_bytes,
-        "tokens": int(tokens.sum()),
-        "token_counter": "tokenizer" if cfg.tokenizer else f"bytes/{BYTES_PER_TOKEN_ESTIMATE}",
+        "bytes_in": int(all_bytes.sum()),
+        "tokens": int(plan.shard_tokens.sum()),
+        "token_counter": _counter_label(counter),
+        "token_counter_info": counter,
+        "rehydration": ({"enabled": True, "weights": {str(k): v for k, v in cfg.rehydration.weights.items()},
+                         "repeated_rows": int(plan.shard_rows.sum()) - docs_in} if cfg.rehydration.enabled
+                        else {"enabled": False}),
+        "balance": cfg.balance,
         "shards": shards,
-        "balance_max_over_min": round(max(shard_tokens) / max(min(shard_tokens), 1), 4) if shard_tokens else None,
-        "wall_seconds": round(time.perf_counter() - started, 3),
+        "balance_max_over_min": balance_ratio(plan.shard_tokens),
+        "failures_by_reason": dict(sorted(Counter(f["reason"] for f in failures).items())),
         "inputs": files,
+        "plan_key": plan_key,
+        "wall_seconds": wall,
+        "docs_per_s": round(docs_in / max(wall, 1e-9), 2),
+        "shards_reused": len(complete),
     }
-    summary["docs_per_s"] = round(table.num_rows / max(summary["wall_seconds"], 1e-9), 2)
+    io.write_text_atomic(os.path.join(output_dir, STAGE_FAILURES_NAME),
+                         "".join(json.dumps(f, sort_keys=True) + "\n" for f in failures))
     io.write_json_atomic(os.path.join(output_dir, SHARD_SUMMARY), summary)
     return summary

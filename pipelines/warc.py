@@ -12,8 +12,9 @@ import codecs
 import gzip
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from fastwarc.warc import ArchiveIterator, WarcRecordType
 
@@ -45,6 +46,30 @@ class ResponseRecord:
     truncated: bool = False  # the file ends inside this record
 
 
+@dataclass(slots=True)
+class ConversionRecord:
+    """One WET ``conversion`` record: Common Crawl's own plain-text extraction of a response.
+
+    ``refers_to`` is the WARC-Record-ID of the response it was converted from, so WET documents can
+    carry the same id as documents extracted from the WARC; ``language`` is Common Crawl's CLD2
+    guess (``WARC-Identified-Content-Language``, e.g. ``por,eng``), kept for callers that want it.
+    """
+
+    record_id: str | None
+    refers_to: str | None
+    url: str | None
+    date: str | None
+    content_type: str | None
+    language: str | None
+    payload: bytes | None  # None when the record was too large to read
+    declared_length: int
+    offset: int
+    truncated: bool = False
+
+
+_R = TypeVar("_R", ResponseRecord, ConversionRecord)
+
+
 def _header(headers, name: str) -> str | None:
     value = headers.get(name)
     return value if value else None
@@ -65,23 +90,36 @@ def iter_responses(path: str, max_record_bytes: int, max_decompressed_bytes: int
     if not (head.startswith(b"WARC/") or head.startswith(b"\r\nWARC/")):
         raise WarcReadError("not_a_warc", f"file starts with {head[:16]!r}")
 
+    yield from _iter_warc(
+        path, WarcRecordType.response, True, lambda rec: _to_response(rec, max_record_bytes, max_decompressed_bytes)
+    )
+
+
+def _iter_warc(path: str, record_types: WarcRecordType, parse_http: bool, convert: Callable[[Any], _R]) -> Iterator[_R]:
+    """Iterate one record type of a WARC file, converted by ``convert``, with truncation detected.
+
+    The last record is held back until the gzip tail is checked: a file cut inside it yields it
+    with ``truncated = True`` and then raises ``truncated_gzip``.
+    """
     last_offset = 0
-    held: ResponseRecord | None = None  # yielded once the next record parses: the file may end inside it
+    held: _R | None = None  # yielded once the next record parses: the file may end inside it
     local = not io.is_url(path)
     stream = path if local else io.open_input(path)
     try:
         records = ArchiveIterator(
             stream,
-            record_types=WarcRecordType.response,
-            parse_http=True,
-            auto_decode="all",
+            record_types=record_types,
+            parse_http=parse_http,
+            # Chunked transfer encoding is undone by FastWARC; Content-Encoding is undone here, under a
+            # size cap (FastWARC's decoder cannot stop early without losing its place in the file).
+            auto_decode="transfer" if parse_http else "none",
             fsspec_args=False,
         )
         for rec in records:
             last_offset = rec.stream_pos
             if held is not None:
                 yield held
-            held = _to_response(rec, max_record_bytes, max_decompressed_bytes)
+            held = convert(rec)
     except OSError as err:
         if held is not None:
             yield held
@@ -104,16 +142,49 @@ def iter_responses(path: str, max_record_bytes: int, max_decompressed_bytes: int
         yield held
 
 
+def iter_conversions(path: str, max_record_bytes: int) -> Iterator[ConversionRecord]:
+    """Yield the ``conversion`` records of a WET file; raise WarcReadError when reading breaks.
+
+    Same guarantees as :func:`iter_responses`: an empty, foreign or truncated file is a named
+    error, and records before a cut are still yielded.
+    """
+    head = _peek(path)
+    if not head:
+        raise WarcReadError("empty_file")
+    if not (head.startswith(b"WARC/") or head.startswith(b"\r\nWARC/")):
+        raise WarcReadError("not_a_warc", f"file starts with {head[:16]!r}")
+    yield from _iter_warc(path, WarcRecordType.conversion, False, lambda rec: _to_conversion(rec, max_record_bytes))
+
+
+def _to_conversion(rec, max_record_bytes: int) -> ConversionRecord:
+    headers = rec.headers
+    declared = int(rec.content_length or 0)
+    payload = rec.reader.read(max_record_bytes + 1) if declared <= max_record_bytes else None
+    if payload is not None and len(payload) > max_record_bytes:
+        payload = None
+    ctype = _header(headers, "Content-Type")
+    return ConversionRecord(
+        record_id=_header(headers, "WARC-Record-ID"),
+        refers_to=_header(headers, "WARC-Refers-To"),
+        url=_clean_uri(_header(headers, "WARC-Target-URI")),
+        date=_header(headers, "WARC-Date"),
+        content_type=ctype.split(";", 1)[0].strip().lower() if ctype else None,
+        language=_header(headers, "WARC-Identified-Content-Language"),
+        payload=payload,
+        declared_length=declared,
+        offset=rec.stream_pos,
+    )
+
+
 def _to_response(rec, max_record_bytes: int, max_decompressed_bytes: int) -> ResponseRecord:
     headers = rec.headers
     http = rec.http_headers if rec.is_http else None
     declared = int(rec.content_length or 0)
     payload: bytes | None = None
     if declared <= max_record_bytes:
-        cap = max(max_record_bytes, max_decompressed_bytes)
-        payload = rec.reader.read(cap + 1)
-        if len(payload) > cap:  # a Content-Encoding bomb: stop inflating, drop the record
-            payload = None
+        payload = rec.reader.read()
+        if http is not None and payload:
+            payload = decode_content(payload, http.get("Content-Encoding"), max_decompressed_bytes)
     ctype = rec.http_content_type if http is not None else None
     return ResponseRecord(
         record_id=_header(headers, "WARC-Record-ID"),
@@ -126,6 +197,41 @@ def _to_response(rec, max_record_bytes: int, max_decompressed_bytes: int) -> Res
         declared_length=declared,
         offset=rec.stream_pos,
     )
+
+
+def decode_content(raw: bytes, encoding: str | None, cap: int) -> bytes | None:
+    """Undo an HTTP Content-Encoding, inflating at most ``cap`` bytes (None when a bomb exceeds it).
+
+    Archives often store bodies already decoded while keeping the header, so a body that does not
+    start like its declared encoding is returned as it is; a corrupt one too, for sniffing to judge.
+    """
+    enc = (encoding or "").strip().lower()
+    if enc in ("gzip", "x-gzip", "deflate"):
+        if enc != "deflate" and not raw.startswith(b"\x1f\x8b"):
+            return raw
+        wbits = 47 if enc != "deflate" else (15 if raw[:1] == b"\x78" else -15)
+        d = zlib.decompressobj(wbits)
+        try:
+            out = d.decompress(raw, cap + 1)
+        except zlib.error:
+            return raw
+        return None if len(out) > cap else out
+    if enc == "br":
+        import brotli
+
+        try:
+            dec = brotli.Decompressor()
+            parts, size = [], 0
+            for i in range(0, len(raw), 1024):  # small input steps bound the output overshoot
+                part = dec.process(raw[i : i + 1024])
+                size += len(part)
+                if size > cap:
+                    return None
+                parts.append(part)
+            return b"".join(parts)
+        except brotli.error:
+            return raw
+    return raw
 
 
 def _clean_uri(uri: str | None) -> str | None:

@@ -25,7 +25,7 @@ def ray_session():
     finds it running (``pipelines.runner.init_ray``) reuses this runtime.
     """
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
     yield
     ray.shutdown()
 

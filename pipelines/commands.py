@@ -1,0 +1,102 @@
+"""Sub-commands that consume a finished run: ``mix``, ``plan-mixture`` and ``report``.
+
+They live here rather than in ``pipelines.cli`` so the stage CLI stays small; ``cli`` registers them
+with ``add_parsers`` and hands them over with ``dispatch``. None of them starts Ray.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from pipelines import io
+
+COMMANDS = ("mix", "plan-mixture", "report")
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """Register ``mix``, ``plan-mixture`` and ``report`` on the cptcorpus parser."""
+    p = sub.add_parser("mix", help="resolve a mixture recipe into mixture/<recipe>.mixture.json (+ exports)")
+    p.add_argument("--recipe", required=True, help="mixture recipe YAML (see configs/mixture-demo.yaml)")
+    p.add_argument("--manifest", help="corpus manifest.json (default: the --config run's, else the recipe's)")
+    p.add_argument("--config", help="run config: its run directory's corpus/manifest.json is the corpus")
+    p.add_argument("--output", help="directory for the mixture files (default: <run dir>/mixture)")
+    p = sub.add_parser("plan-mixture", help="fit the D-CPT Law to pilot losses and recommend the domain share r")
+    p.add_argument("--losses", required=True, help="CSV with columns N, D, r, general_loss, domain_loss")
+    p.add_argument("--tolerance", type=float, default=0.01,
+                   help="allowed relative rise of the general loss over the base (default 0.01 = 1%%)")
+    p.add_argument("--base-general-loss", type=float, help="the base model's general loss (default: law at r=0)")
+    p.add_argument("--target-n", type=float, help="model parameters of the real run (default: largest pilot N)")
+    p.add_argument("--target-d", type=float, help="training tokens of the real run (default: largest pilot D)")
+    p.add_argument("--epsilon", type=float, default=0.01, help="epsilon of the law's C/(r+eps)^gamma term")
+    p.add_argument("--restarts", type=int, default=24, help="random restarts per fit")
+    p.add_argument("--output", help="also write the plan as JSON here")
+    p = sub.add_parser("report", help="write RUN_DIR/report/index.html with the run's plots")
+    p.add_argument("run_dir", nargs="?", help="the run directory (runs/<name>)")
+    p.add_argument("--config", help="run config, instead of RUN_DIR: report on its run directory")
+    p.add_argument("--top", type=int, default=20, help="rules shown in the rejections plot")
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    """Run one of COMMANDS; returns the exit status (2 for bad input, with the reason on stderr)."""
+    from pipelines.config import ConfigError
+    from pipelines.filterexpr import FilterSyntaxError
+    from pipelines.mixture import RecipeError
+    from pipelines.planner import PlannerError
+
+    try:
+        if args.command == "mix":
+            return _mix(args)
+        if args.command == "plan-mixture":
+            return _plan(args)
+        if args.command == "report":
+            from pipelines.report import write_report
+
+            print(write_report(_run_dir(args), args.top))
+            return 0
+    except (RecipeError, PlannerError, FilterSyntaxError, FileNotFoundError, ConfigError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    raise ValueError(f"not a command of this module: {args.command}")
+
+
+def _mix(args: argparse.Namespace) -> int:
+    from pipelines.mixture import load_recipe, resolve_mixture
+
+    manifest = args.manifest
+    if manifest is None and args.config:
+        from pipelines.config import load_config
+
+        manifest = os.path.join(load_config(args.config).stage_dir("manifest"), "manifest.json")
+    mixture = resolve_mixture(load_recipe(args.recipe), manifest, args.output)
+    for c in mixture["components"]:
+        print(f"{c['name']}: ratio {c['ratio']:g}, {c['tokens_available']:,} tokens available, "
+              f"{c['tokens_taken']:,} taken, {c['epochs']:.2f} epochs", file=sys.stderr)
+    for w in mixture["warnings"]:
+        print(f"warning: {w}", file=sys.stderr)
+    print(f"megatron --data-path {mixture['exports']['megatron']['data_path']}", file=sys.stderr)
+    print(mixture["path"])
+    return 0
+
+
+def _run_dir(args: argparse.Namespace) -> str:
+    if args.run_dir:
+        return args.run_dir
+    if args.config:
+        from pipelines.config import load_config
+
+        return load_config(args.config).run_dir
+    raise FileNotFoundError("report: give the run directory (cptcorpus report RUN_DIR) or --config CONFIG")
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from pipelines.planner import format_plan, plan_mixture, read_losses
+
+    plan = plan_mixture(read_losses(args.losses), args.tolerance, args.base_general_loss, args.target_n,
+                        args.target_d, args.epsilon, args.restarts)
+    print(format_plan(plan))
+    if args.output:
+        io.write_text_atomic(args.output, json.dumps(plan.to_dict(), indent=2) + "\n")
+    return 0

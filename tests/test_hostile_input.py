@@ -1,0 +1,146 @@
+"""Hostile input: every case is read, or skipped with a named reason, and the rest of the file goes on."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import zlib
+
+import pyarrow.parquet as pq
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pipelines.config import parse_config
+from pipelines.extract import ExtractStage
+from pipelines.warc import WarcReadError, iter_responses
+from tests.conftest import WarcBuilder, html_page
+
+OK_PAGE = html_page("Fine", ["This page is perfectly ordinary and has a few sentences of text.",
+                             "It exists so that each broken record has a healthy neighbour."]).encode()
+
+
+def _extract(tmp_path, path, **extract) -> dict:
+    cfg = parse_config({"extract": extract})
+    return ExtractStage(cfg).process_shard(str(path), str(tmp_path / "out"), "s")
+
+
+def test_50mb_payload_is_skipped_as_too_large(tmp_path):
+    huge = b"<html><body>" + b"<p>spam spam spam</p>" * (50_000_000 // 21) + b"</body></html>"
+    path = WarcBuilder(tmp_path / "huge.warc.gz").response("http://a/huge", huge) \
+        .response("http://a/ok", OK_PAGE).write()
+    stats = _extract(tmp_path, path)
+    assert stats["docs_in"] == 2 and stats["docs_out"] == 1
+    assert stats["reasons"] == {"record_too_large": 1} and stats["failure_counts"] == {"record_too_large": 1}
+
+
+def test_decompression_bomb_is_cut_off(tmp_path):
+    comp = zlib.compressobj(9, zlib.DEFLATED, 31)
+    chunk = b"\0" * (1 << 20)
+    bomb = b"".join(comp.compress(chunk) for _ in range(200)) + comp.flush()  # 200 MiB in ~200 KB
+    assert len(bomb) < 1_000_000
+    path = WarcBuilder(tmp_path / "bomb.warc.gz").response(
+        "http://a/bomb", bomb, extra_headers=[("Content-Encoding", "gzip")]).response("http://a/ok", OK_PAGE).write()
+    stats = _extract(tmp_path, path, max_decompressed_bytes=20_000_000, max_record_bytes=5_000_000)
+    assert stats["docs_out"] == 1 and stats["reasons"] == {"record_too_large": 1}
+
+
+def test_html_nested_100000_deep(tmp_path):
+    deep = ("<html><body>" + "<div>" * 100_000 + "<p>Deep inside.</p>" + "</div>" * 100_000 + "</body></html>")
+    path = WarcBuilder(tmp_path / "deep.warc.gz").response("http://a/deep", deep.encode()) \
+        .response("http://a/ok", OK_PAGE).write()
+    for extractor in ("trafilatura", "resiliparse"):
+        stats = _extract(tmp_path, path, extractor=extractor)
+        assert stats["docs_in"] == 2 and stats["docs_out"] == 1
+        assert stats["reasons"] == {"html_too_deep:depth>1000": 1}
+
+
+def test_nesting_depth_scan():
+    from pipelines.extract import nesting_depth_over
+
+    page = "<html><body>" + "<div><p>x<br>" * 50 + "</div>" * 50 + "</body></html>"
+    assert not nesting_depth_over(page, 60)
+    assert nesting_depth_over(page, 40)
+    assert not nesting_depth_over("<ul>" + "<li>item" * 5000 + "</ul>", 100)  # implied closes do not nest
+
+
+def test_warc_without_html(tmp_path):
+    path = (WarcBuilder(tmp_path / "nohtml.warc.gz")
+            .response("http://a/robots.txt", b"User-agent: *\nDisallow: /", "text/plain")
+            .response("http://a/logo.png", b"\x89PNG\r\n\x1a\n" + bytes(200), "image/png")
+            .request("http://a/").write())
+    stats = _extract(tmp_path, path)
+    assert stats["docs_out"] == 0 and stats["docs_rejected"] == 2
+    assert stats["reasons"] == {"binary_payload": 1, "not_html:text/plain": 1}
+    assert pq.read_table(tmp_path / "out" / "s.parquet").num_rows == 0
+
+
+def test_empty_file(tmp_path):
+    path = tmp_path / "empty.warc.gz"
+    path.write_bytes(b"")
+    stats = _extract(tmp_path, path)
+    assert stats["failure_counts"] == {"empty_file": 1} and stats["docs_in"] == 0
+
+
+def test_gzip_member_cut_in_the_middle_keeps_earlier_records(tmp_path):
+    full = WarcBuilder(tmp_path / "full.warc.gz").response("http://a/1", OK_PAGE) \
+        .response("http://a/2", OK_PAGE.replace(b"Fine", b"Second")).write().read_bytes()
+    cut = tmp_path / "cut.warc.gz"
+    cut.write_bytes(full[: len(full) - 60])
+    stats = _extract(tmp_path, cut)
+    assert stats["docs_out"] == 1 and stats["reasons"] == {"truncated_record": 1}
+    assert stats["failure_counts"] == {"truncated_gzip": 1, "truncated_record": 1}
+
+
+# --- fuzzing the WARC reader ------------------------------------------------------------------
+
+_BASE = None
+
+
+def _base_warc() -> bytes:
+    global _BASE
+    if _BASE is None:
+        buf = io.BytesIO()
+        from warcio.statusandheaders import StatusAndHeaders
+        from warcio.warcwriter import WARCWriter
+
+        w = WARCWriter(buf, gzip=False)
+        for i in range(3):
+            http = StatusAndHeaders("200 OK", [("Content-Type", "text/html")], protocol="HTTP/1.1")
+            w.write_record(w.create_warc_record(f"http://a/{i}", "response", payload=io.BytesIO(OK_PAGE),
+                                                http_headers=http))
+        _BASE = buf.getvalue()
+    return _BASE
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cut=st.integers(min_value=0, max_value=4000), junk=st.binary(max_size=200),
+       pos=st.integers(min_value=0, max_value=4000), compress=st.booleans())
+def test_fuzz_mutated_warcs_never_crash(tmp_path, cut, junk, pos, compress):
+    data = bytearray(_base_warc())
+    pos = min(pos, len(data))
+    data[pos:pos] = junk
+    data = bytes(data[: max(len(data) - cut, 0)])
+    if compress:
+        data = gzip.compress(data, mtime=0)
+    path = tmp_path / "fuzz.warc.gz"
+    path.write_bytes(data)
+    try:
+        for rec in iter_responses(str(path), 1_000_000, 1_000_000):
+            assert rec.payload is None or isinstance(rec.payload, bytes)
+    except WarcReadError as err:
+        assert err.reason
+    stats = _extract(tmp_path, path)
+    assert stats["docs_in"] == stats["docs_out"] + stats["docs_rejected"]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(headers=st.lists(st.tuples(st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126,
+                                                                    exclude_characters=":"), min_size=1, max_size=20),
+                                   st.text(max_size=60)), max_size=6),
+       payload=st.binary(max_size=3000), status=st.sampled_from(["200 OK", "404 Not Found", "999 Weird", "204 No Content"]))
+def test_fuzz_random_http_headers_and_payloads(tmp_path, headers, payload, status):
+    clean = [(k, v.replace("\r", " ").replace("\n", " ")) for k, v in headers]
+    path = WarcBuilder(tmp_path / "h.warc.gz").response("http://a/x", payload, None, status, clean) \
+        .response("http://a/ok", OK_PAGE).write()
+    stats = _extract(tmp_path, path)
+    assert stats["docs_in"] == 2 == stats["docs_out"] + stats["docs_rejected"]
