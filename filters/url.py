@@ -185,11 +185,13 @@ class UrlBlocklist:
             return make_reason(self.name, "soft_word_count", len(soft))
 
         if self.banned_subwords:
-            squashed = _NON_ALNUM.sub("", lowered)
-            n = len(squashed)
-            for length in self._sub_lengths:
-                for i in range(n - length + 1):
-                    piece = squashed[i : i + length]
-                    if piece in self.banned_subwords:
-                        return self._hit("banned_subword", piece)
+            # Within each alphanumeric run only: joining runs would read Spanish and Portuguese
+            # "por-nuestro" / "por-nos" as containing an adult word.
+            for token in words:
+                n = len(token)
+                for length in self._sub_lengths:
+                    for i in range(n - length + 1):
+                        piece = token[i : i + length]
+                        if piece in self.banned_subwords:
+                            return self._hit("banned_subword", piece)
         return None

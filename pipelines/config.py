@@ -163,14 +163,30 @@ class FilterConfig(Section):
 
     enabled: bool = True
     preset: str | None = Field(None, description="preset language for all docs; null = each doc's lang")
+    preset_dir: str | None = Field(None, description="directory of <lang>.yaml presets; null = configs/presets")
+    unknown_language: Literal["default", "keep", "reject"] = Field(
+        "default",
+        description="documents whose language has no preset: FineWeb defaults with C4 off, keep unfiltered, or reject",
+    )
     rules: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="per-rule overrides, e.g. {gopher_quality: {min_doc_words: 50}}"
     )
-    url_blocklist_files: list[str] = Field(default_factory=list)
-    url_substring_files: list[str] = Field(default_factory=list)
+    url_blocklist_files: list[str] = Field(default_factory=list, description="domain lists or UT1 folders")
+    url_list_files: list[str] = Field(default_factory=list, description="lists of full URLs to drop")
+    url_substring_files: list[str] = Field(default_factory=list, description="extra banned URL substrings")
+    url_filter: bool = Field(True, description="apply the URL block lists (and the bundled adult-word list)")
     normalize_pii: bool = True
-    keep_stats: bool = False
+    keep_stats: bool = Field(False, description="add char/word/line statistics columns to the output")
     batch_rows: int = Field(2048, ge=1)
+
+    @field_validator("rules")
+    @classmethod
+    def _known_rules(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        from filters import merge_overrides
+        from filters.presets import default_preset
+
+        merge_overrides(default_preset("en"), value)  # raises naming the unknown rule or key
+        return value
 
 
 class ClassifierModelConfig(Section):
@@ -316,7 +332,8 @@ def _format_errors(err: ValidationError, source: str) -> str:
         elif e["type"] == "missing":
             lines.append(f"  {key}: required key is missing")
         else:
-            lines.append(f"  {key}: got {e.get('input')!r}; expected {e['msg'].removeprefix('Value error, ')}")
+            msg = e["msg"].removeprefix("Value error, ")
+            lines.append(f"  {key}: got {e.get('input')!r}; {msg[:1].lower()}{msg[1:]}")
     return "\n".join(lines)
 
 
