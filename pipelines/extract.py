@@ -60,10 +60,12 @@ def time_limit(seconds: float):
 
 
 _TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9:-]{0,40})[^<>]{0,4000}?(/?)>")
-_VOID_OR_IMPLIED = frozenset(
-    "area base br col embed hr img input link meta param source track wbr "  # void elements
-    "p li dt dd tr td th option optgroup tbody thead tfoot colgroup rb rt rp".split()  # closed implicitly
-)
+_VOID_OR_IMPLIED = frozenset((
+    "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source", "track",
+    "wbr",  # void elements, then elements whose end tags are usually implied
+    "p", "li", "dt", "dd", "tr", "td", "th", "option", "optgroup", "tbody", "thead", "tfoot", "colgroup",
+    "rb", "rt", "rp",
+))
 
 
 def nesting_depth_over(html: str, limit: int) -> bool:
