@@ -71,6 +71,7 @@ class HFSequenceClassifier:
         batch_size: int = 32,
         max_length: int = 512,
         dtype: str | None = None,
+        allow_pickle: bool = False,
     ) -> None:
         """
         Args:
@@ -85,6 +86,8 @@ class HFSequenceClassifier:
             max_length: tokens per document (longer ones are truncated, as in training); capped
                 at what the model supports.
             dtype: ``float32`` (default), ``float16`` or ``bfloat16`` (GPU).
+            allow_pickle: also accept ``pytorch_model.bin`` weights, which are pickles and can run
+                code when loaded; off by default, so only safetensors weights load.
         """
         self.model_dir = Path(model_dir)
         self.name = name or self.model_dir.name
@@ -96,6 +99,7 @@ class HFSequenceClassifier:
         self.batch_size = int(batch_size)
         self.max_length = int(max_length)
         self.dtype = dtype
+        self.allow_pickle = allow_pickle
         if self.batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         if self.score_range[1] <= self.score_range[0]:
@@ -111,7 +115,7 @@ class HFSequenceClassifier:
         self._tokenizer = transformers.AutoTokenizer.from_pretrained(
             str(self.model_dir), local_files_only=True
         )
-        kwargs: dict[str, Any] = {"local_files_only": True}
+        kwargs: dict[str, Any] = {"local_files_only": True, "use_safetensors": not self.allow_pickle}
         if torch_dtype is not None:
             kwargs["dtype"] = torch_dtype
         self._model = transformers.AutoModelForSequenceClassification.from_pretrained(

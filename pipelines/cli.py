@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Callable
 
-from pipelines import io
+from pipelines import commands, io, model_commands
 from pipelines.config import STAGES, Config, ConfigError, load_config
 from pipelines.runner import FAILURES_NAME, STAGE_FAILURES_NAME, init_ray, run_shards, write_run_failures
 from pipelines.schema import SchemaError
@@ -132,9 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--files", type=int, default=4)
     p = sub.add_parser("validate", help="re-check a manifest's shards (checksums, rows, tokens)")
     p.add_argument("manifest")
-    from pipelines.commands import add_parsers  # mix, plan-mixture, report
+    from pipelines import commands, model_commands  # mix, plan-mixture, report; annotate, train, presets
 
-    add_parsers(sub)
+    commands.add_parsers(sub)
+    model_commands.add_parsers(sub)
     return parser
 
 
@@ -166,10 +167,10 @@ def main(argv: list[str] | None = None) -> int:
             for path in write_sample(args.output, n_files=args.files):
                 print(path)
             return 0
-        if args.command in ("mix", "plan-mixture", "report"):
-            from pipelines.commands import dispatch
-
-            return dispatch(args)
+        if args.command in commands.COMMANDS:
+            return commands.dispatch(args)
+        if args.command in model_commands.COMMANDS:
+            return model_commands.dispatch(args)
         if args.command == "validate":
             from pipelines.manifest import validate_manifest
 

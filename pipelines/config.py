@@ -190,18 +190,63 @@ class FilterConfig(Section):
 
 
 class ClassifierModelConfig(Section):
-    name: str = Field(..., description="score column written, e.g. edu_score")
+    """One classifier: where its model is, how its score is read, and what the score decides."""
+
+    name: str = Field(..., pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="score column, e.g. edu_score")
     kind: Literal["fasttext", "hf"] = "fasttext"
-    path: str
-    positive_label: str | None = Field(None, description="e.g. __label__hq; null = expected 0-5 score")
+    path: str = Field(..., description="model file (fastText) or directory (hf); demo:<edu|stem|toxic> = bundled demo")
+    positive_label: str | None = Field(
+        "__label__1", description="label whose probability is the score (e.g. __label__hq, toxic)"
+    )
+    mode: Literal["positive", "at_least", "expected", "auto", "regression"] = Field(
+        "positive", description="positive: P(label); at_least: P(label value >= threshold); expected: mean 0-5 / 5"
+    )
+    threshold: float | None = Field(None, description="label value for at_least mode (e.g. 3)")
     drop_above: float | None = Field(None, ge=0, le=1, description="reject documents scoring above this")
     drop_below: float | None = Field(None, ge=0, le=1, description="reject documents scoring below this")
+    tag_at_least: float | None = Field(None, ge=0, le=1, description="add `tag` to tags when score >= this")
+    tag: str | None = Field(None, description="tag name; default: name without _score")
+    max_chars: int | None = Field(20_000, ge=100, description="characters scored per document")
+    device: str = Field("cpu", description="hf only: cpu or cuda")
+    batch_size: int = Field(32, ge=1, description="hf only: documents per forward pass")
+    allow_pickle: bool = Field(False, description="hf only: also load pickled pytorch_model.bin weights (unsafe)")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ClassifierModelConfig:
+        if self.mode == "at_least" and self.threshold is None:
+            raise ValueError(f"model {self.name!r}: mode at_least needs `threshold` (e.g. 3)")
+        if self.kind == "fasttext" and self.mode in ("auto", "regression"):
+            raise ValueError(f"model {self.name!r}: mode {self.mode!r} is for kind hf only")
+        return self
 
 
 class ClassifyConfig(Section):
     models: list[ClassifierModelConfig] = Field(default_factory=list)
-    demo_models: bool = Field(False, description="train the bundled demo models when a path is missing")
+    num_gpus: float = Field(0, ge=0, description="GPUs each classify task declares (hf models on cuda)")
     batch_rows: int = Field(2048, ge=1)
+
+    @field_validator("models")
+    @classmethod
+    def _unique_names(cls, value: list[ClassifierModelConfig]) -> list[ClassifierModelConfig]:
+        names = [m.name for m in value]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"score column names must be unique; repeated: {dup}")
+        return value
+
+
+class AnnotateConfig(Section):
+    """The LLM annotator: an OpenAI-compatible chat endpoint (a local vLLM, or a hosted API)."""
+
+    base_url: str = Field("http://127.0.0.1:8000/v1", description="endpoint up to /v1")
+    model: str = Field("Qwen/Qwen2.5-7B-Instruct", description="model name the endpoint serves")
+    api_key_env: str | None = Field("OPENAI_API_KEY", description="NAME of the env variable holding the key")
+    concurrency: int = Field(8, ge=1, le=256)
+    max_retries: int = Field(5, ge=0)
+    timeout_s: float = Field(120, gt=0)
+    max_chars: int = Field(8000, ge=100, description="characters of each document sent")
+    prompt_files: dict[str, str] = Field(default_factory=dict, description="property -> prompt template file")
+    seed: int = 0
 
 
 class DedupConfig(Section):
@@ -292,6 +337,7 @@ class Config(Section):
     langid: LangidConfig = Field(default_factory=LangidConfig)
     filter: FilterConfig = Field(default_factory=FilterConfig)
     classify: ClassifyConfig = Field(default_factory=ClassifyConfig)
+    annotate: AnnotateConfig = Field(default_factory=AnnotateConfig)
     dedup: DedupConfig = Field(default_factory=DedupConfig)
     shard: ShardConfig = Field(default_factory=ShardConfig)
 

@@ -110,6 +110,7 @@ def run_shards(
         max_retries=ray_cfg.max_retries,
         retry_exceptions=[OSError, ConnectionError, TimeoutError],
         name=f"cptcorpus.{stage.name}",
+        **stage.ray_options(),
     )
     skipped = 0
     names = io.shard_names(files)

@@ -32,6 +32,10 @@ class Stage:
     def check_inputs(self, files: list[str]) -> None:
         """Fail before any work starts when the inputs cannot be processed (driver side)."""
 
+    def ray_options(self) -> dict:
+        """Extra resources each shard task declares (e.g. ``num_gpus``), beyond ``ray`` config's."""
+        return {}
+
     def process_shard(self, input_path: str, output_dir: str, shard: str) -> dict:
         raise NotImplementedError
 

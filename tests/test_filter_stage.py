@@ -76,3 +76,21 @@ def test_never_crashes_on_arbitrary_unicode(texts, lang):
     table = _table([(str(i), t, lang, None) for i, t in enumerate(texts)])
     out, reasons, _ = stage.process_batch(table)
     assert out.num_rows == len(texts) == len(reasons)
+
+
+def test_derive_preset_command_writes_a_loadable_preset(tmp_path):
+    from filters import load_preset
+    from pipelines.cli import main
+
+    sentences = PT_GOOD.split(". ")
+    texts = [". ".join(sentences[i % len(sentences):] + sentences[: i % len(sentences)]) + f" Nota {i}."
+             for i in range(60)]
+    src = tmp_path / "good.parquet"
+    pq.write_table(pa.table({"id": [str(i) for i in range(60)], "text": texts}), src)
+    out = tmp_path / "presets" / "xx.yaml"
+    assert main(["derive-preset", "--input", str(src), "--lang", "xx", "--output", str(out)]) == 0
+    preset = load_preset("xx", tmp_path / "presets")
+    assert preset["lang"] == "xx" and preset["gopher_quality"]["enabled"]
+    stage = FilterStage(parse_config({"filter": {"preset_dir": str(tmp_path / "presets")}}))
+    _, reasons, _ = stage.process_batch(_table([(str(i), t, "xx", None) for i, t in enumerate(texts)]))
+    assert sum(r is None for r in reasons.to_pylist()) >= 40  # thresholds keep most of the good text
