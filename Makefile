@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-stamp
 SAMPLE := data/sample/.complete
 CPT := $(BIN)/cptcorpus
 
-.PHONY: install demo sample test test-fast lint extract langid filter classify dedup shard manifest all submit clean bench
+.PHONY: install demo sample test lint extract langid filter classify dedup shard manifest all submit clean bench bench-dedup
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,8 @@ sample: $(SAMPLE)
 demo: $(SAMPLE)
 	$(CPT) run --config configs/demo.yaml $(ARGS)
 	$(CPT) validate runs/demo/corpus/manifest.json
+	$(CPT) mix --recipe configs/mixture-demo.yaml --config configs/demo.yaml
+	$(CPT) report --config configs/demo.yaml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(ARGS); rc=$$?; \
@@ -48,6 +50,15 @@ extract langid filter classify dedup shard manifest: $(STAMP)
 all: $(STAMP)
 	@if [ "$(CONFIG)" = "configs/demo.yaml" ]; then $(MAKE) --no-print-directory $(SAMPLE); fi
 	$(CPT) run --config $(CONFIG) $(ARGS)
+	@if [ "$(CONFIG)" = "configs/demo.yaml" ]; then $(CPT) mix --recipe configs/mixture-demo.yaml --config $(CONFIG); fi
+	$(CPT) report --config $(CONFIG)
+
+# Throughput: ours vs datatrove on the same >= 5,000-page WARC input, in one run (bench/README in BENCHMARKS.md).
+bench: $(STAMP)
+	$(BIN)/python bench/bench.py $(ARGS)
+
+bench-dedup: $(STAMP)
+	$(BIN)/python bench/bench_dedup.py $(ARGS)
 
 # Run one stage as a Ray job on a cluster: RAY_ADDRESS=http://head:8265 make submit STAGE=dedup CONFIG=...
 # The cluster's nodes need the project's dependencies (same image, or add "pip" to the runtime env).
