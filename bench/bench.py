@@ -1,0 +1,223 @@
+"""`make bench`: our pipeline against datatrove on the same >= 5,000-page WARC input, in one run.
+
+For 1 and 2 workers it times `cptcorpus run` end to end (trafilatura, and resiliparse) and
+datatrove's FineWeb-shaped pipeline (bench/datatrove_pipeline.py), each repeated, and reports the
+medians: docs/s and MB/s per stage and end to end, per-core figures, 1 -> 2 worker scaling, peak
+memory per worker process, and the ratio ours/datatrove. Writes bench/results.json and the tables
+in BENCHMARKS.md (between the BENCH markers). Docs/s always counts the input's HTML responses, so
+every row divides the same work by its time.
+
+    python bench/bench.py [--repeats 3] [--workers 1 2] [--skip-datatrove] [--html-records 5000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+WORK = REPO / "bench" / "work"
+STAGES = ("extract", "langid", "filter", "classify", "dedup", "shard")
+MARK_BEGIN, MARK_END = "<!-- BENCH:BEGIN -->", "<!-- BENCH:END -->"
+sys.path.insert(0, str(REPO))
+
+
+class PeakMemory:
+    """Samples the RSS of every process under a subprocess; keeps the peak per process."""
+
+    def __init__(self, pid: int, interval: float = 0.2) -> None:
+        self.pid, self.interval = pid, interval
+        self.peaks: dict[int, tuple[str, int]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                root = psutil.Process(self.pid)
+                procs = [root, *root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                return
+            for p in procs:
+                try:
+                    rss, name = p.memory_info().rss, " ".join(p.cmdline()[:3])[:80] or p.name()
+                except (psutil.NoSuchProcess, psutil.AccessDenied):
+                    continue
+                if rss > self.peaks.get(p.pid, ("", 0))[1]:
+                    self.peaks[p.pid] = (name, rss)
+            self._stop.wait(self.interval)
+
+    def stop(self) -> dict:
+        self._stop.set()
+        self._thread.join()
+        workers = [rss for name, rss in self.peaks.values() if name.startswith("ray::") or "multiprocess" in name
+                   or "spawn_main" in name or "forkserver" in name]
+        return {"driver_mb": round(self.peaks.get(self.pid, ("", 0))[1] / 2**20, 1),
+                "max_worker_mb": round(max(workers, default=0) / 2**20, 1),
+                "max_process_mb": round(max((r for _, r in self.peaks.values()), default=0) / 2**20, 1)}
+
+
+def timed(cmd: list[str], env: dict | None = None) -> tuple[float, dict, str]:
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env=dict(os.environ, RAY_USAGE_STATS_ENABLED="0", **(env or {})))
+    mem = PeakMemory(proc.pid)
+    out, _ = proc.communicate()
+    seconds = time.perf_counter() - started
+    peaks = mem.stop()
+    text = out.decode(errors="replace")
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{text[-4000:]}")
+    return seconds, peaks, text
+
+
+def ours(input_dir: Path, workers: int, extractor: str, run_dir: Path) -> dict:
+    shutil.rmtree(run_dir, ignore_errors=True)
+    config = {"name": "bench", "output": str(run_dir), "input": [str(input_dir / "bench-*.warc.gz")],
+              "ray": {"num_cpus": workers, "task_memory_mb": 1024},
+              "extract": {"extractor": extractor}, "langid": {"languages": ["pt", "en", "es", "de"]},
+              "shard": {"num_shards": 4}}
+    path = run_dir.with_suffix(".yaml")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config))
+    seconds, peaks, _ = timed([sys.executable, "-m", "pipelines.cli", "run", "--config", str(path), "--no-progress"])
+    stages = {}
+    for stage in STAGES:
+        sdir = run_dir / ("corpus" if stage == "shard" else stage)
+        summary = json.loads((sdir / "_summary.json").read_text())
+        stages[stage] = {"seconds": summary.get("wall_seconds"), "docs_in": summary.get("docs_in"),
+                         "bytes_in": summary.get("bytes_in")}
+    return {"seconds": seconds, "memory": peaks, "stages": stages}
+
+
+def datatrove(input_dir: Path, workers: int, work: Path) -> dict:
+    seconds, peaks, out = timed([sys.executable, str(REPO / "bench" / "datatrove_pipeline.py"), str(input_dir),
+                                 str(work), "--tasks", str(workers)])
+    line = next(ln for ln in reversed(out.splitlines()) if ln.startswith("{"))
+    return {"seconds": seconds, "memory": peaks, **json.loads(line)}
+
+
+def median_of(runs: list[dict], key: str = "seconds") -> float:
+    return statistics.median(r[key] for r in runs)
+
+
+def summarise(results: dict, meta: dict) -> dict:
+    html, mb = meta["html_records"], meta["bytes"] / 1e6
+    rows = {}
+    for name, runs in results.items():
+        secs = median_of(runs)
+        workers = int(name.rsplit("-", 1)[1].removesuffix("w"))
+        rows[name] = {"workers": workers, "median_seconds": round(secs, 2), "runs": [round(r["seconds"], 2) for r in runs],
+                      "docs_per_s": round(html / secs, 1), "mb_per_s": round(mb / secs, 2),
+                      "docs_per_s_per_core": round(html / secs / workers, 1),
+                      "peak_worker_mb": max(r["memory"]["max_worker_mb"] for r in runs),
+                      "peak_process_mb": max(r["memory"]["max_process_mb"] for r in runs)}
+        if "stages" in runs[0]:
+            rows[name]["stages"] = {
+                s: {"median_seconds": round(statistics.median(r["stages"][s]["seconds"] or 0 for r in runs), 3),
+                    "docs_in": runs[0]["stages"][s]["docs_in"]}
+                for s in STAGES}
+            for v in rows[name]["stages"].values():
+                v["docs_per_s"] = round((v["docs_in"] or 0) / max(v["median_seconds"], 1e-9), 1)
+        if "phase_seconds" in runs[0]:
+            rows[name]["phases"] = {p: round(statistics.median(r["phase_seconds"][p] for r in runs), 2)
+                                    for p in runs[0]["phase_seconds"]}
+    derived = {}
+    for w in (1, 2):
+        a, b = rows.get(f"ours-trafilatura-{w}w"), rows.get(f"datatrove-{w}w")
+        if a and b:
+            derived[f"ratio_ours_over_datatrove_{w}w"] = round(a["docs_per_s"] / b["docs_per_s"], 2)
+    for kind in ("ours-trafilatura", "ours-resiliparse", "datatrove"):
+        one, two = rows.get(f"{kind}-1w"), rows.get(f"{kind}-2w")
+        if one and two:
+            derived[f"scaling_1_to_2_{kind}"] = round(two["docs_per_s"] / one["docs_per_s"], 2)
+    t1 = rows.get("ours-trafilatura-1w")
+    if t1:
+        st = t1["stages"]
+        others = sum(v["median_seconds"] for k, v in st.items() if k != "extract")
+        derived["non_extract_over_extract_trafilatura_1w"] = round(others / max(st["extract"]["median_seconds"], 1e-9), 3)
+    return {"rows": rows, "derived": derived}
+
+
+def markdown(summary: dict, meta: dict, env: dict) -> str:
+    rows, d = summary["rows"], summary["derived"]
+    out = [f"Input: {meta['html_records']} HTML responses ({meta['records']} response records, "
+           f"{meta['bytes'] / 1e6:.1f} MB of WARC in {meta['files']} files). Machine: {env['cpus']} cores, "
+           f"{env['python']}. Medians of {env['repeats']} runs; docs/s = HTML responses / wall seconds.", "",
+           "| run | workers | median s | docs/s | MB/s | docs/s per core | peak worker RSS MB |",
+           "|---|---|---|---|---|---|---|"]
+    for name, r in rows.items():
+        out.append(f"| {name} | {r['workers']} | {r['median_seconds']} | {r['docs_per_s']} | {r['mb_per_s']} | "
+                   f"{r['docs_per_s_per_core']} | {r['peak_worker_mb']} |")
+    out += ["", "Per stage (ours, median wall seconds; docs/s = the stage's own input documents / its seconds):", "",
+            "| run | " + " | ".join(STAGES) + " |", "|---|" + "---|" * len(STAGES)]
+    for name, r in rows.items():
+        if "stages" in r:
+            out.append(f"| {name} | " + " | ".join(
+                f"{r['stages'][s]['median_seconds']} s ({r['stages'][s]['docs_per_s']}/s)" for s in STAGES) + " |")
+    for name, r in rows.items():
+        if "phases" in r:
+            out.append("")
+            out.append(f"datatrove phases ({name}): " + ", ".join(f"{k} {v} s" for k, v in r["phases"].items()))
+    out += ["", "Derived:", ""] + [f"- `{k}`: {v}" for k, v in d.items()]
+    return "\n".join(out)
+
+
+def write_benchmarks_md(table: str) -> None:
+    path = REPO / "BENCHMARKS.md"
+    text = path.read_text() if path.exists() else f"# Benchmarks\n\n{MARK_BEGIN}\n{MARK_END}\n"
+    head, rest = text.split(MARK_BEGIN, 1)
+    _, tail = rest.split(MARK_END, 1)
+    path.write_text(f"{head}{MARK_BEGIN}\n{table}\n{MARK_END}{tail}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--html-records", type=int, default=5000)
+    parser.add_argument("--skip-datatrove", action="store_true")
+    parser.add_argument("--no-markdown", action="store_true", help="do not rewrite BENCHMARKS.md")
+    args = parser.parse_args()
+    from bench.make_input import build
+
+    input_dir = WORK / "input"
+    meta = build(input_dir, args.html_records, 8)
+    results: dict[str, list[dict]] = {}
+    plan = []
+    for w in args.workers:
+        plan += [(f"ours-trafilatura-{w}w", lambda w=w: ours(input_dir, w, "trafilatura", WORK / f"ours-t{w}")),
+                 (f"ours-resiliparse-{w}w", lambda w=w: ours(input_dir, w, "resiliparse", WORK / f"ours-r{w}"))]
+        if not args.skip_datatrove:
+            plan.append((f"datatrove-{w}w", lambda w=w: datatrove(input_dir, w, WORK / f"datatrove-{w}")))
+    for rep in range(args.repeats):
+        for name, fn in plan:  # interleaved, so machine noise spreads over all rows alike
+            print(f"[{rep + 1}/{args.repeats}] {name} ...", file=sys.stderr, flush=True)
+            results.setdefault(name, []).append(fn())
+            print(f"    {results[name][-1]['seconds']:.1f} s", file=sys.stderr, flush=True)
+    env = {"cpus": os.cpu_count(), "python": platform.python_version(), "repeats": args.repeats,
+           "platform": platform.platform()}
+    summary = summarise(results, meta)
+    out = {"input": meta, "env": env, **summary, "raw": results}
+    (REPO / "bench" / "results.json").write_text(json.dumps(out, indent=2))
+    table = markdown(summary, meta, env)
+    print(table)
+    if not args.no_markdown:
+        write_benchmarks_md(table)
+
+
+if __name__ == "__main__":
+    main()
