@@ -109,6 +109,7 @@ def make_extractor(cfg: ExtractConfig) -> Callable[[str], str | None]:
         return trafilatura.extract(
             html,
             favor_precision=cfg.favor_precision,
+            fast=cfg.fast,
             include_comments=cfg.include_comments,
             include_tables=cfg.include_tables,
             include_images=False,
