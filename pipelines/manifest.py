@@ -33,7 +33,7 @@ _DETERMINISTIC_SUMMARY_KEYS = ("docs_in", "docs_out", "docs_rejected", "records_
                                "reasons", "failures_by_reason", "counters", "tokens", "token_counter",
                                "token_counter_info", "rehydration", "balance", "balance_max_over_min")
 _TIMING_KEYS = ("wall_seconds", "task_seconds", "docs_per_s", "mb_per_s", "docs_per_s_per_task",
-                "mb_per_s_per_task", "shards_reused")
+                "mb_per_s_per_task", "shards_reused", "phases", "signature_hash_seconds")
 
 _COUNTS = {"type": "object", "required": ["rows", "tokens"], "additionalProperties": False,
            "properties": {"rows": {"type": "integer", "minimum": 0}, "tokens": {"type": "integer", "minimum": 0}}}

@@ -88,3 +88,16 @@ def test_bad_config_exits_with_a_clear_message(tmp_path, capsys):
     path.write_text("langid:\n  threshold: high\n")
     assert main(["langid", "--config", str(path)]) == 2
     assert "langid.threshold: got 'high'" in capsys.readouterr().err
+
+
+def test_strict_mode_fails_with_the_list_of_skipped_files(tmp_path, sample_dir, capsys):
+    broken = tmp_path / "inputs"
+    broken.mkdir()
+    (broken / "not-a-warc.warc.gz").write_bytes(b"garbage, not a WARC" * 10)
+    shutil.copy(sorted(sample_dir.glob("*.warc.gz"))[0], broken / "good.warc.gz")
+    cfg = _config(tmp_path, sample_dir, name="strict")
+    args = ["extract", "--config", cfg, "--input", str(broken), "--output", str(tmp_path / "x"), "--no-progress"]
+    assert main(args) == 0  # without --strict the run goes on and reports
+    assert main([*args, "--strict"]) == 3
+    err = capsys.readouterr().err
+    assert "skipped: " in err and "not-a-warc.warc.gz" in err

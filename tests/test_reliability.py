@@ -34,8 +34,11 @@ def _write_config(tmp_path: Path, sample_dir: Path, name: str) -> Path:
     return path
 
 
+FAKE_SECRETS = {"AWS_SECRET_ACCESS_KEY": "cptcorpus-fake-aws-secret-9f3b", "OPENAI_API_KEY": "sk-cptcorpus-fake-7d1e"}
+
+
 def _start(config: Path) -> subprocess.Popen:
-    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", **FAKE_SECRETS)
     env.pop("RAY_ADDRESS", None)
     return subprocess.Popen([sys.executable, "-m", "pipelines.cli", "run", "--config", str(config), "--no-progress"],
                             cwd=REPO, env=env, start_new_session=True,
@@ -86,10 +89,30 @@ def _has(directory: Path, pattern: str) -> bool:
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, sample_dir):
+    """An uninterrupted run, made twice into the same directory; the first copy is kept beside it."""
     tmp = tmp_path_factory.mktemp("reference")
     config = _write_config(tmp, sample_dir, "ref")
     _run(config)
+    (tmp / "ref").rename(tmp / "ref-first")
+    _run(config)
     return tmp / "ref"
+
+
+def test_two_runs_give_identical_manifests_apart_from_one_field(reference):
+    first = json.loads((reference.parent / "ref-first" / "corpus" / "manifest.json").read_text())
+    second = json.loads((reference / "corpus" / "manifest.json").read_text())
+    assert first.pop("nondeterministic") != {} and second.pop("nondeterministic") != {}
+    assert json.dumps(first, sort_keys=True) == json.dumps(second, sort_keys=True)
+    for a, b in zip(_corpus(reference.parent / "ref-first"), _corpus(reference), strict=True):
+        assert a.equals(b)
+
+
+def test_no_credential_reaches_the_run_directory(reference):
+    for path in [*reference.rglob("*"), *(reference.parent / "ref-first").rglob("*")]:
+        if path.is_file():
+            data = path.read_bytes()
+            for secret in FAKE_SECRETS.values():
+                assert secret.encode() not in data, f"{secret} leaked into {path}"
 
 
 KILL_POINTS = {
