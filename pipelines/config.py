@@ -267,7 +267,7 @@ class DedupConfig(Section):
         default_factory=lambda: ["edu_score", "length", "id"],
         description="keeper order: highest score column(s) ('-col': lowest), then longest, then smallest id",
     )
-    partitions: int = Field(16, ge=1)
+    partitions: int = Field(16, ge=1, description="hash partitions (at most one per 20,000 documents)")
     seed: int = 1
     url: bool = Field(False, description="also treat documents with the same normalised URL as duplicates")
     batch_rows: int = Field(1024, ge=1, description="documents hashed per batch inside a shard task")

@@ -102,6 +102,8 @@ _SALT_BAND = 0x5EED_0000_0000_0003
 _COMPRESSION = "lz4"  # intermediate files: random 64-bit hashes do not compress; lz4 costs ~nothing
 _KEEPER_ROW_GROUP = 65_536  # keeper files are read by key range: small groups make pushdown effective
 _RETRY_ON = [OSError, ConnectionError, TimeoutError]
+#: ``dedup.partitions`` is an upper bound: a run uses at most one partition per this many documents.
+MIN_DOCS_PER_PARTITION = 20_000
 
 
 class DedupError(RuntimeError):
@@ -192,10 +194,16 @@ def make_plan(config: Config, files: list[str], output_dir: str) -> DedupPlan:
     """Validate the inputs (schemas, keeper columns) and derive the LSH parameters."""
     cfg = config.dedup
     schemas = []
+    total_rows = 0
     for path in files:
-        schema = pq.read_schema(path)
+        meta = pq.read_metadata(path)
+        schema = meta.schema.to_arrow_schema()
         check_input_schema(schema, path)
         schemas.append(schema)
+        total_rows += meta.num_rows
+    # Partitions exist to bound a task's memory; a small corpus split 16 ways only multiplies tiny
+    # shuffle files (P^2 per round), so it gets fewer.
+    partitions = max(1, min(cfg.partitions, -(-total_rows // MIN_DOCS_PER_PARTITION)))
     keep = _resolve_keep(cfg.keep, schemas)
     scope_columns = SCOPE_COLUMNS[cfg.scope]
     for col in scope_columns:
@@ -205,10 +213,11 @@ def make_plan(config: Config, files: list[str], output_dir: str) -> DedupPlan:
     bands, rows = mh.lsh_params(cfg.threshold, cfg.num_perm) if cfg.minhash else (0, 0)
     shards = io.shard_names(files)
     ident = {"version": PLAN_VERSION, "files": [os.path.abspath(f) for f in files], "shards": shards,
+             "partitions": partitions,
              "dedup": cfg.model_dump(mode="json", exclude={"keep_work", "max_cc_rounds"}),
              "bands": bands, "rows": rows, "keep": [k.__dict__ for k in keep], "scope": list(scope_columns)}
     digest = xxhash.xxh3_128_hexdigest(json.dumps(ident, sort_keys=True).encode())
-    return DedupPlan(output_dir=output_dir, files=tuple(files), shards=tuple(shards), partitions=cfg.partitions,
+    return DedupPlan(output_dir=output_dir, files=tuple(files), shards=tuple(shards), partitions=partitions,
                      bands=bands, rows=rows, ngram=cfg.ngram, seed=cfg.seed, batch_rows=cfg.batch_rows,
                      scope_columns=scope_columns, keep=keep, exact=cfg.exact, minhash=cfg.minhash, url=cfg.url,
                      digest=digest)

@@ -21,11 +21,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from pipelines import dedup
 from pipelines import minhash as mh
 from pipelines.config import parse_config
 from pipelines.dedup import run_dedup
 
 pytestmark = pytest.mark.usefixtures("ray_session")
+
+
+@pytest.fixture(autouse=True)
+def _small_partitions(monkeypatch):
+    """Tiny test corpora would get one partition; the tests want the multi-partition paths."""
+    monkeypatch.setattr(dedup, "MIN_DOCS_PER_PARTITION", 1)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -378,6 +385,14 @@ def test_empty_shard_and_existing_cluster_columns(tmp_path):
     assert summary["docs_in"] == 2
 
 
+def test_small_corpus_gets_fewer_partitions(tmp_path, monkeypatch):
+    monkeypatch.setattr(dedup, "MIN_DOCS_PER_PARTITION", 3)
+    _write(tmp_path / "in" / "s.parquet", _scoped_rows())  # 8 documents
+    summary = run_dedup(_config(scope="global", partitions=16), [str(tmp_path / "in")], str(tmp_path / "out"),
+                        progress=False)
+    assert summary["lsh"]["partitions"] == 3 and summary["docs_out"] == 1
+
+
 # --------------------------------------------------------------------------------------------------
 # Resume
 # --------------------------------------------------------------------------------------------------
@@ -461,9 +476,11 @@ CLUSTER_SCRIPT = textwrap.dedent("""
     sys.path.insert(0, {root!r})
     import ray
     from ray.cluster_utils import Cluster
+    from pipelines import dedup
     from pipelines.config import parse_config
     from pipelines.dedup import run_dedup
 
+    dedup.MIN_DOCS_PER_PARTITION = 1
     cluster = None
     try:  # SIGINT (KeyboardInterrupt) from the fixture's teardown still shuts both nodes down
         cluster = Cluster(initialize_head=True, head_node_args={{"num_cpus": 1, "include_dashboard": False}})
