@@ -671,6 +671,9 @@ def _split_no_space(text: str, rules: _LangRules) -> list[str]:
 # --------------------------------------------------------------------------------------------------
 
 
+_FAST_SUFFIXES = frozenset(",.;:!?")
+
+
 def split_words(text: str, lang: str | None = "en") -> list[str]:
     """Split `text` into words (and punctuation tokens) for `lang`; see the module docstring.
 
@@ -690,6 +693,15 @@ def split_words(text: str, lang: str | None = "en") -> list[str]:
     for chunk in text.split():
         if chunk.isalpha() and chunk not in specials:
             append(chunk)
+            continue
+        # Fast path for the next most common chunk, a word with one trailing mark ("word," "word.");
+        # the full prefix/suffix/infix walk below gives the same tokens at ~10x the cost.
+        last = chunk[-1]
+        word = chunk[:-1]
+        if (last in _FAST_SUFFIXES and word.isalpha() and (last != "." or word[-1].islower())
+                and chunk not in specials and word not in specials):
+            append(word)
+            append(last)
         else:
             _split_chunk(chunk, rules, out)
     return out
