@@ -691,8 +691,8 @@ def split_words(text: str, lang: str | None = "en") -> list[str]:
     specials = rules.specials
     append = out.append
     for chunk in text.split():
-        if chunk.isalpha() and chunk not in specials:
-            append(chunk)
+        if (chunk.isalpha() or len(chunk) == 1 or chunk.isdigit()) and chunk not in specials:
+            append(chunk)  # nothing to split off a plain word, number or lone mark
             continue
         # Fast path for the next most common chunk, a word with one trailing mark ("word," "word.");
         # the full prefix/suffix/infix walk below gives the same tokens at ~10x the cost.
