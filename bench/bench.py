@@ -7,7 +7,7 @@ memory per worker process, and the ratio ours/datatrove. Writes bench/results.js
 in BENCHMARKS.md (between the BENCH markers). Docs/s always counts the input's HTML responses, so
 every row divides the same work by its time.
 
-    python bench/bench.py [--repeats 3] [--workers 1 2] [--skip-datatrove] [--html-records 5000]
+    python bench/bench.py [--repeats 2] [--datatrove-repeats 1] [--workers 1 2] [--skip-datatrove]
 """
 
 from __future__ import annotations
@@ -189,7 +189,8 @@ def write_benchmarks_md(table: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="runs of ours per row (medians); 1 keeps make bench under 20 min here, use 2-3 for a report")
     parser.add_argument("--datatrove-repeats", type=int, default=1,
                         help="datatrove is 3-6x slower: one run per worker count keeps make bench under 20 min")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
