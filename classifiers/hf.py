@@ -185,7 +185,7 @@ class HFSequenceClassifier:
     def __getstate__(self) -> dict[str, Any]:
         keep = (
             "model_dir", "name", "mode_arg", "positive_label_arg", "threshold", "score_range",
-            "device", "batch_size", "max_length", "dtype",
+            "device", "batch_size", "max_length", "dtype", "allow_pickle",
         )  # fmt: skip
         return {k: self.__dict__[k] for k in keep}
 

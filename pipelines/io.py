@@ -212,6 +212,15 @@ def remove_stale_tmp(directory: str) -> int:
     return removed
 
 
+def read_json(path: str) -> Any:
+    """A JSON file's content, or None when it is missing or not valid JSON (e.g. cut by a kill)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (FileNotFoundError, IsADirectoryError, json.JSONDecodeError):
+        return None
+
+
 def sha256_file(path: str, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:

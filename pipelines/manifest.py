@@ -126,12 +126,6 @@ MANIFEST_SCHEMA: dict[str, Any] = {
 }
 
 
-def _load_json(path: str) -> dict | None:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
 
 
 def _git_commit() -> str | None:
@@ -153,7 +147,7 @@ def _merge(into: dict[str, dict[str, int]], add: dict[str, dict[str, int]]) -> N
 
 def _shard_files(corpus_dir: str) -> list[str]:
     """Shard names from the shard stage's summary (authoritative), else every shard-*.parquet present."""
-    summary = _load_json(os.path.join(corpus_dir, SHARD_SUMMARY)) or {}
+    summary = io.read_json(os.path.join(corpus_dir, SHARD_SUMMARY)) or {}
     if summary.get("shards"):
         return [s["path"] for s in summary["shards"]]
     return [os.path.basename(p) for p in io.list_parquet(corpus_dir)
@@ -169,7 +163,7 @@ def describe_shards(config: Config, corpus_dir: str) -> list[dict]:
     missing = []
     for name in names:
         full = os.path.join(corpus_dir, name)
-        marker = _load_json(os.path.join(corpus_dir, STATS_DIR, name + ".json")) or {}
+        marker = io.read_json(os.path.join(corpus_dir, STATS_DIR, name + ".json")) or {}
         desc = marker.get("describe")
         if (desc and os.path.isfile(full) and desc.get("bytes") == os.path.getsize(full)
                 and desc.get("bucket_config") == bucket_config):
@@ -195,7 +189,7 @@ def describe_shards(config: Config, corpus_dir: str) -> list[dict]:
 
 def build_manifest(config: Config, corpus_dir: str) -> dict:
     """Describe the shards under ``corpus_dir`` and the run that made them; write manifest.json."""
-    shard_summary = _load_json(os.path.join(corpus_dir, SHARD_SUMMARY)) or {}
+    shard_summary = io.read_json(os.path.join(corpus_dir, SHARD_SUMMARY)) or {}
     descs = describe_shards(config, corpus_dir)
     by_language: dict[str, dict[str, int]] = {}
     by_dup: dict[str, dict[str, int]] = {}
@@ -212,11 +206,11 @@ def build_manifest(config: Config, corpus_dir: str) -> dict:
     for stage in STAGES:
         if stage == "manifest":
             continue
-        summary = _load_json(os.path.join(config.stage_dir(stage), "_summary.json"))
+        summary = io.read_json(os.path.join(config.stage_dir(stage), "_summary.json"))
         if summary:
             stages[stage] = {k: summary[k] for k in _DETERMINISTIC_SUMMARY_KEYS if k in summary}
             timings[stage] = {k: summary[k] for k in _TIMING_KEYS if k in summary}
-    extract_summary = _load_json(os.path.join(config.stage_dir("extract"), "_summary.json")) or {}
+    extract_summary = io.read_json(os.path.join(config.stage_dir("extract"), "_summary.json")) or {}
     manifest = {
         "manifest_version": MANIFEST_VERSION,
         "name": config.name,

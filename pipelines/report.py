@@ -37,12 +37,6 @@ SAMPLE_ROWS = 200_000  # rows read from shards when there is no manifest: enough
 REPORT_NAME = "index.html"
 
 
-def _load_json(path: str) -> dict | None:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    except (FileNotFoundError, json.JSONDecodeError, IsADirectoryError):
-        return None
 
 
 class RunData:
@@ -51,10 +45,10 @@ class RunData:
     def __init__(self, run_dir: str) -> None:
         self.run_dir = run_dir
         self.summaries = {stage: s for stage, d in STAGE_DIRS
-                          if (s := _load_json(os.path.join(run_dir, d, "_summary.json")))}
-        self.manifest = _load_json(os.path.join(run_dir, "corpus", "manifest.json"))
+                          if (s := io.read_json(os.path.join(run_dir, d, "_summary.json")))}
+        self.manifest = io.read_json(os.path.join(run_dir, "corpus", "manifest.json"))
         self.mixtures = [m for p in sorted(glob.glob(os.path.join(run_dir, "mixture", "*.mixture.json")))
-                         if (m := _load_json(p))]
+                         if (m := io.read_json(p))]
         self._sample = None
 
     @property

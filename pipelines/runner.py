@@ -63,11 +63,8 @@ def stats_path(output_dir: str, shard: str) -> str:
 
 def load_complete_stats(output_dir: str, shard: str) -> dict | None:
     """The shard's stats if its outputs are complete (stats JSON present, listed files at their sizes)."""
-    path = stats_path(output_dir, shard)
-    try:
-        with open(path, encoding="utf-8") as fh:
-            stats = json.load(fh)
-    except (FileNotFoundError, json.JSONDecodeError):
+    stats = io.read_json(stats_path(output_dir, shard))
+    if not isinstance(stats, dict):
         return None
     for rel, size in stats.get("outputs", {}).items():
         full = os.path.join(output_dir, rel)

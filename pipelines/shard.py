@@ -473,17 +473,11 @@ def shard_name(i: int) -> str:
     return f"{SHARD_PREFIX}{i:05d}.parquet"
 
 
-def _load_json(path: str) -> dict | None:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
 
 
 def _complete_set(output_dir: str, plan_key: str) -> dict | None:
     """The previous summary when it was written for this plan key and every shard is in place."""
-    summary = _load_json(os.path.join(output_dir, SHARD_SUMMARY))
+    summary = io.read_json(os.path.join(output_dir, SHARD_SUMMARY))
     if not summary or summary.get("plan_key") != plan_key or summary.get("failures_by_reason"):
         return None  # a set with skipped inputs is recomputed: the failure may have been transient
     for s in summary.get("shards", []):
@@ -594,7 +588,7 @@ def write_shards(config: Config, inputs: list[str], output_dir: str) -> dict:
     io.ensure_dir(stats_dir)
     complete: dict[int, dict] = {}
     for j in range(n):
-        marker = _load_json(os.path.join(stats_dir, shard_name(j) + ".json"))
+        marker = io.read_json(os.path.join(stats_dir, shard_name(j) + ".json"))
         full = os.path.join(output_dir, shard_name(j))
         if (marker and marker.get("layout_key") == layout_key and os.path.isfile(full)
                 and os.path.getsize(full) == marker["describe"]["bytes"]):
@@ -616,7 +610,7 @@ def write_shards(config: Config, inputs: list[str], output_dir: str) -> dict:
         refs = {}
         for k, i in enumerate(used):
             out = os.path.join(scatter_dir, f"{k:06d}-{names[i]}.parquet")
-            marker = _load_json(out + ".json")
+            marker = io.read_json(out + ".json")
             if marker and os.path.isfile(out) and os.path.getsize(out) == marker["size"]:
                 markers[out] = marker
             else:
