@@ -681,9 +681,8 @@ def _write_task(plan: DedupPlan, si: int, input_digest: str, clustered: bool) ->
         idx = out_schema.get_field_index(name)
         field = pa.field(name, typ)
         out_schema = out_schema.set(idx, field) if idx >= 0 else out_schema.append(field)
-    kept_w = io.AtomicParquetWriter(os.path.join(plan.output_dir, f"{shard}.parquet"), out_schema)
-    rej_w = io.AtomicParquetWriter(os.path.join(plan.output_dir, "rejected", f"{shard}.parquet"),
-                                   out_schema.append(pa.field(REJECT_REASON, pa.string())))
+    writers = io.ShardOutput(plan.output_dir, shard, out_schema, out_schema.append(pa.field(REJECT_REASON, pa.string())))
+    kept_w, rej_w = writers.kept, writers.rejected
     reasons: Counter = Counter()
     histogram: Counter = Counter()
     bytes_in = bytes_out = offset = 0
@@ -720,10 +719,9 @@ def _write_task(plan: DedupPlan, si: int, input_digest: str, clustered: bool) ->
                 reason = pc.binary_join_element_wise(prefixes, cluster.filter(drop), "")
                 rej_w.write(table.filter(drop).append_column(REJECT_REASON, reason))
                 reasons.update(KIND_REASONS[int(k)] for k in kind[~keep])
-        sizes = {f"{shard}.parquet": kept_w.close(), f"rejected/{shard}.parquet": rej_w.close()}
+        sizes = writers.close()
     except BaseException:
-        kept_w.abort()
-        rej_w.abort()
+        writers.abort()
         raise
     stats = {
         "docs_in": offset,

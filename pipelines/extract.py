@@ -9,7 +9,6 @@ document or as a rejected row with its reason; file-level problems are failures 
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import signal
 import threading
@@ -27,7 +26,7 @@ from pipelines.commoncrawl import Fetched, fetched_input, needs_fetch
 from pipelines.config import Config, ExtractConfig
 from pipelines.runner import MAX_FAILURES_LISTED
 from pipelines.schema import EXTRACT_REJECTED_SCHEMA, EXTRACT_SCHEMA, REJECT_REASON
-from pipelines.stage import Stage, rejected_dir
+from pipelines.stage import Stage
 from pipelines.warc import WarcReadError, decode_html, html_decision, iter_conversions, iter_responses
 
 _SNAPSHOT = re.compile(r"CC-MAIN-\d{4}-\d{2}")
@@ -198,10 +197,8 @@ class ExtractStage(Stage):
             self._extract = make_extractor(cfg)
         started = time.perf_counter()
         snapshot = snapshot_of(input_path, cfg.snapshot)
-        kept_w = io.AtomicParquetWriter(os.path.join(output_dir, f"{shard}.parquet"), EXTRACT_SCHEMA)
-        rej_w = io.AtomicParquetWriter(
-            os.path.join(rejected_dir(output_dir), f"{shard}.parquet"), EXTRACT_REJECTED_SCHEMA
-        )
+        writers = io.ShardOutput(output_dir, shard, EXTRACT_SCHEMA, EXTRACT_REJECTED_SCHEMA)
+        kept_w, rej_w = writers.kept, writers.rejected
         kept: list[dict] = []
         rejected: list[dict] = []
         reasons: Counter = Counter()
@@ -264,10 +261,9 @@ class ExtractStage(Stage):
             except WarcReadError as err:
                 fail(err.reason, err.detail)
             flush(force=True)
-            sizes = {f"{shard}.parquet": kept_w.close(), f"rejected/{shard}.parquet": rej_w.close()}
+            sizes = writers.close()
         except BaseException:
-            kept_w.abort()
-            rej_w.abort()
+            writers.abort()
             raise
         stats = {
             "docs_in": docs_in,

@@ -199,6 +199,29 @@ class AtomicParquetWriter:
             os.remove(self._tmp)
 
 
+REJECTED_DIR = "rejected"
+
+
+class ShardOutput:
+    """A shard's two output files, kept ``<dir>/<shard>.parquet`` and ``<dir>/rejected/<shard>.parquet``:
+    closed together (returning the sizes its stats record for resume) or aborted together."""
+
+    def __init__(self, output_dir: str, shard: str, kept_schema: pa.Schema | None = None,
+                 rejected_schema: pa.Schema | None = None) -> None:
+        self.shard = shard
+        self.kept = AtomicParquetWriter(os.path.join(output_dir, f"{shard}.parquet"), kept_schema)
+        self.rejected = AtomicParquetWriter(os.path.join(output_dir, REJECTED_DIR, f"{shard}.parquet"),
+                                            rejected_schema)
+
+    def close(self) -> dict[str, int]:
+        return {f"{self.shard}.parquet": self.kept.close(),
+                f"{REJECTED_DIR}/{self.shard}.parquet": self.rejected.close()}
+
+    def abort(self) -> None:
+        self.kept.abort()
+        self.rejected.abort()
+
+
 def remove_stale_tmp(directory: str) -> int:
     """Delete temporary files a killed run left behind; returns how many were removed."""
     removed = 0

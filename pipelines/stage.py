@@ -7,7 +7,6 @@ atomically. Subclasses hold models in ``setup`` so they load once per worker pro
 
 from __future__ import annotations
 
-import os
 import time
 from collections import Counter
 
@@ -40,10 +39,6 @@ class Stage:
         raise NotImplementedError
 
 
-def rejected_dir(output_dir: str) -> str:
-    return os.path.join(output_dir, "rejected")
-
-
 class DocumentStage(Stage):
     """A Parquet-to-Parquet stage over batches of documents; extra columns pass through unchanged."""
 
@@ -66,10 +61,8 @@ class DocumentStage(Stage):
     def process_shard(self, input_path: str, output_dir: str, shard: str) -> dict:
         started = time.perf_counter()
         self.setup()
-        kept_path = os.path.join(output_dir, f"{shard}.parquet")
-        rej_path = os.path.join(rejected_dir(output_dir), f"{shard}.parquet")
-        kept_w = io.AtomicParquetWriter(kept_path)
-        rej_w = io.AtomicParquetWriter(rej_path)
+        writers = io.ShardOutput(output_dir, shard)
+        kept_w, rej_w = writers.kept, writers.rejected
         reasons: Counter = Counter()
         counters: dict[str, Counter] = {}
         docs_in = bytes_in = bytes_out = 0
@@ -100,10 +93,9 @@ class DocumentStage(Stage):
                 bytes_out += _text_bytes(kept)
             if rej_w.schema is None and kept_w.schema is not None:
                 rej_w.schema = kept_w.schema.append(pa.field(REJECT_REASON, pa.string()))
-            sizes = {f"{shard}.parquet": kept_w.close(), f"rejected/{shard}.parquet": rej_w.close()}
+            sizes = writers.close()
         except BaseException:
-            kept_w.abort()
-            rej_w.abort()
+            writers.abort()
             raise
         return {
             "docs_in": docs_in,
