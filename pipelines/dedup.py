@@ -78,10 +78,12 @@ from pipelines.config import Config, RayConfig
 from pipelines.runner import (
     STAGE_FAILURES_NAME,
     SUMMARY_NAME,
+    as_completed,
     init_ray,
     load_complete_stats,
     merge_stats,
     stats_path,
+    task_error,
 )
 from pipelines.schema import REJECT_REASON, check_input_schema, with_column
 
@@ -869,18 +871,15 @@ class _Runner:
         failures: list[dict] = []
         with tqdm(total=total, initial=initial, desc=f"dedup:{phase}", unit="task",
                   disable=not self.progress) as bar:
-            while pending:
-                ready, _ = ray.wait(list(pending), num_returns=1)
-                for ref in ready:
-                    task = pending.pop(ref)
-                    try:
-                        results[task] = ray.get(ref)
-                    except Exception as err:  # after retries: report it with the task's name
-                        message = str(err).strip().splitlines()[-1][:500] if str(err).strip() else ""
-                        failures.append({"stage": STAGE, "phase": phase, "shard": task,
-                                         "reason": f"shard_failed:{type(err).__name__}", "detail": message})
-                        log.error("dedup %s: task %s failed: %s", phase, task, message)
-                    bar.update(1)
+            for task, result, err in as_completed(pending):
+                if err is None:
+                    results[task] = result
+                else:  # after retries: report it with the task's name
+                    message = task_error(err)
+                    failures.append({"stage": STAGE, "phase": phase, "shard": task,
+                                     "reason": f"shard_failed:{type(err).__name__}", "detail": message})
+                    log.error("dedup %s: task %s failed: %s", phase, task, message)
+                bar.update(1)
         return failures
 
 

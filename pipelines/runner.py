@@ -14,7 +14,7 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import ray
@@ -73,6 +73,29 @@ def load_complete_stats(output_dir: str, shard: str) -> dict | None:
     return stats
 
 
+def task_error(err: BaseException) -> str:
+    """The last line of a failed task's error (Ray wraps the worker's traceback around it), capped."""
+    text = str(err).strip()
+    return text.splitlines()[-1][:500] if text else ""
+
+
+def as_completed(pending: dict[ray.ObjectRef, Any]) -> Iterator[tuple[Any, Any, BaseException | None]]:
+    """Yield ``(label, result, None)`` or ``(label, None, error)`` for each task as it finishes.
+
+    Every task is waited for: one that failed after its retries never hides the others.
+    """
+    pending = dict(pending)
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        for ref in ready:
+            label = pending.pop(ref)
+            try:
+                result, error = ray.get(ref), None
+            except Exception as err:
+                result, error = None, err
+            yield label, result, error
+
+
 def _run_shard(stage: Stage, input_path: str, output_dir: str, shard: str) -> dict:
     started = time.perf_counter()
     stats = stage.process_shard(input_path, output_dir, shard)
@@ -122,21 +145,16 @@ def run_shards(
 
     failed: list[dict] = []
     with tqdm(total=len(files), initial=skipped, desc=stage.name, unit="shard", disable=not progress) as bar:
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            for ref in ready:
-                path, shard = pending.pop(ref)
-                try:
-                    results.append(ray.get(ref))
-                except Exception as err:  # the task failed after its retries: report it, go on
-                    reason = f"shard_failed:{type(err).__name__}"
-                    message = str(err).strip().splitlines()[-1][:500] if str(err).strip() else ""
-                    failed.append({"stage": stage.name, "file": path, "shard": shard, "reason": reason,
-                                   "detail": message})
-                    log.error("%s: shard %s failed: %s", stage.name, path, message)
-                bar.update(1)
-                docs = sum(r.get("docs_in", 0) for r in results)
-                bar.set_postfix(docs=docs, failed=len(failed))
+        for (path, shard), result, err in as_completed(pending):
+            if err is None:
+                results.append(result)
+            else:  # the task failed after its retries: report it, go on
+                message = task_error(err)
+                failed.append({"stage": stage.name, "file": path, "shard": shard,
+                               "reason": f"shard_failed:{type(err).__name__}", "detail": message})
+                log.error("%s: shard %s failed: %s", stage.name, path, message)
+            bar.update(1)
+            bar.set_postfix(docs=sum(r.get("docs_in", 0) for r in results), failed=len(failed))
 
     summary = merge_stats(results, stage.name, time.perf_counter() - started)
     summary["shards"] = {"total": len(files), "skipped_complete": skipped,

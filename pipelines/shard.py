@@ -498,19 +498,14 @@ def _remote(fn: Any, ray_cfg: RayConfig, name: str) -> Any:
 
 def _run_all(refs: dict[Any, str]) -> tuple[dict[str, Any], dict[str, str]]:
     """Wait for every task; return results and errors by label (a failed task must not hide the others)."""
-    import ray
+    from pipelines.runner import as_completed, task_error
 
     results, errors = {}, {}
-    pending = dict(refs)
-    while pending:
-        ready, _ = ray.wait(list(pending), num_returns=1)
-        for ref in ready:
-            label = pending.pop(ref)
-            try:
-                results[label] = ray.get(ref)
-            except Exception as err:  # reported by the caller with the file it concerns
-                text = str(err).strip()
-                errors[label] = f"{type(err).__name__}: {text.splitlines()[-1][:500] if text else ''}"
+    for label, result, err in as_completed(refs):
+        if err is None:
+            results[label] = result
+        else:  # reported by the caller with the file it concerns
+            errors[label] = f"{type(err).__name__}: {task_error(err)}"
     return results, errors
 
 
