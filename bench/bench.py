@@ -35,11 +35,17 @@ sys.path.insert(0, str(REPO))
 
 
 class PeakMemory:
-    """Samples the RSS of every process under a subprocess; keeps the peak per process."""
+    """Samples every process under a subprocess: peak RSS and last-seen CPU seconds per process.
+
+    CPU seconds (user + system, summed over the tree) say how much machine a run really used, which
+    wall time times workers does not: datatrove's extraction sandbox is a second process per task,
+    and Ray has its own daemons. A process's last < 0.2 s is missed, so the sum is a slight undercount.
+    """
 
     def __init__(self, pid: int, interval: float = 0.2) -> None:
         self.pid, self.interval = pid, interval
         self.peaks: dict[int, tuple[str, int]] = {}
+        self.cpu: dict[int, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -54,8 +60,10 @@ class PeakMemory:
             for p in procs:
                 try:
                     rss, name = p.memory_info().rss, " ".join(p.cmdline()[:3])[:80] or p.name()
+                    times = p.cpu_times()
                 except (psutil.NoSuchProcess, psutil.AccessDenied):
                     continue
+                self.cpu[p.pid] = times.user + times.system
                 if rss > self.peaks.get(p.pid, ("", 0))[1]:
                     self.peaks[p.pid] = (name, rss)
             self._stop.wait(self.interval)
@@ -68,7 +76,8 @@ class PeakMemory:
         workers = ray_workers or children  # datatrove's workers are plain child processes
         return {"driver_mb": round(self.peaks.get(self.pid, ("", 0))[1] / 2**20, 1),
                 "max_worker_mb": round(max(workers, default=0) / 2**20, 1),
-                "max_process_mb": round(max((r for _, r in self.peaks.values()), default=0) / 2**20, 1)}
+                "max_process_mb": round(max((r for _, r in self.peaks.values()), default=0) / 2**20, 1),
+                "cpu_seconds": round(sum(self.cpu.values()), 2)}
 
 
 def timed(cmd: list[str], env: dict | None = None) -> tuple[float, dict, str]:
@@ -99,8 +108,10 @@ def ours(input_dir: Path, workers: int, extractor: str, run_dir: Path) -> dict:
     for stage in STAGES:
         sdir = run_dir / ("corpus" if stage == "shard" else stage)
         summary = json.loads((sdir / "_summary.json").read_text())
-        stages[stage] = {"seconds": summary.get("wall_seconds"), "docs_in": summary.get("docs_in"),
-                         "bytes_in": summary.get("bytes_in")}
+        # A fused chain's wall time is shared by its stages: each stage's own cost is its task seconds.
+        stages[stage] = {"name": stage, "seconds": summary.get("wall_seconds"),
+                         "task_seconds": summary.get("task_seconds"),
+                         "docs_in": summary.get("docs_in"), "bytes_in": summary.get("bytes_in")}
     return {"seconds": seconds, "memory": peaks, "stages": stages}
 
 
@@ -109,6 +120,43 @@ def datatrove(input_dir: Path, workers: int, work: Path) -> dict:
                                  str(work), "--tasks", str(workers)])
     line = next(ln for ln in reversed(out.splitlines()) if ln.startswith("{"))
     return {"seconds": seconds, "memory": peaks, **json.loads(line)}
+
+
+PER_SHARD_STAGES = ("extract", "langid", "filter", "classify")
+
+
+def stage_core_seconds(stage: dict, workers: int) -> float:
+    """A stage's cost in core-seconds: per-shard stages sum their tasks' seconds (exact, and the only
+    per-stage figure when stages run fused); dedup and shard coordinate phases from the driver, so
+    their wall seconds times the workers (an upper bound) stand in."""
+    if stage.get("name") in PER_SHARD_STAGES and stage.get("task_seconds") is not None:
+        return float(stage["task_seconds"])
+    return float(stage.get("seconds") or 0.0) * workers
+
+
+def extraction_reference(path: Path) -> dict:
+    """Each extraction library alone on one input file's HTML pages, in this process, one core.
+
+    Pages are read and decoded first and extracted with the options our extract stage uses, so the
+    figure is the library's own speed on this input: the ceiling for any pipeline's docs/s per core.
+    """
+    from pipelines.config import ExtractConfig
+    from pipelines.extract import make_extractor
+    from pipelines.warc import decode_html, html_decision, iter_responses
+
+    limits = ExtractConfig()
+    pages = [decode_html(r.payload, r.charset)[0]
+             for r in iter_responses(str(path), limits.max_record_bytes, limits.max_decompressed_bytes)
+             if r.status and 200 <= r.status < 300 and r.payload and html_decision(r.content_type, r.payload) is None]
+    out = {"file": path.name, "html_pages": len(pages), "extractors": {}}
+    for name in ("trafilatura", "resiliparse"):
+        extract = make_extractor(ExtractConfig(extractor=name))
+        started = time.perf_counter()
+        for html in pages:
+            extract(html)
+        seconds = time.perf_counter() - started
+        out["extractors"][name] = {"seconds": round(seconds, 2), "pages_per_s": round(len(pages) / seconds, 1)}
+    return out
 
 
 def median_of(runs: list[dict], key: str = "seconds") -> float:
@@ -124,23 +172,29 @@ def summarise(results: dict, meta: dict) -> dict:
         rows[name] = {"workers": workers, "median_seconds": round(secs, 2), "runs": [round(r["seconds"], 2) for r in runs],
                       "docs_per_s": round(html / secs, 1), "mb_per_s": round(mb / secs, 2),
                       "docs_per_s_per_core": round(html / secs / workers, 1),
+                      "cpu_seconds": round(statistics.median(r["memory"].get("cpu_seconds", 0) for r in runs), 1),
                       "peak_worker_mb": max(r["memory"]["max_worker_mb"] or r["memory"]["max_process_mb"] for r in runs),
                       "peak_process_mb": max(r["memory"]["max_process_mb"] for r in runs)}
         if "stages" in runs[0]:
-            rows[name]["stages"] = {
-                s: {"median_seconds": round(statistics.median(r["stages"][s]["seconds"] or 0 for r in runs), 3),
-                    "docs_in": runs[0]["stages"][s]["docs_in"]}
-                for s in STAGES}
-            for v in rows[name]["stages"].values():
-                v["docs_per_s"] = round((v["docs_in"] or 0) / max(v["median_seconds"], 1e-9), 1)
+            rows[name]["stages"] = {}
+            for st in STAGES:
+                core_s = statistics.median(stage_core_seconds(r["stages"][st], workers) for r in runs)
+                docs = runs[0]["stages"][st]["docs_in"] or 0
+                rows[name]["stages"][st] = {"core_seconds": round(core_s, 3), "docs_in": docs,
+                                            "docs_per_core_s": round(docs / max(core_s, 1e-9), 1)}
         if "phase_seconds" in runs[0]:
             rows[name]["phases"] = {p: round(statistics.median(r["phase_seconds"][p] for r in runs), 2)
                                     for p in runs[0]["phase_seconds"]}
+    for r in rows.values():
+        r["docs_per_cpu_s"] = round(html / r["cpu_seconds"], 1) if r["cpu_seconds"] else None
     derived = {}
     for w in (1, 2):
         a, b = rows.get(f"ours-trafilatura-{w}w"), rows.get(f"datatrove-{w}w")
         if a and b:
             derived[f"ratio_ours_over_datatrove_{w}w"] = round(a["docs_per_s"] / b["docs_per_s"], 2)
+            if a["docs_per_cpu_s"] and b["docs_per_cpu_s"]:
+                derived[f"ratio_ours_over_datatrove_per_cpu_second_{w}w"] = round(
+                    a["docs_per_cpu_s"] / b["docs_per_cpu_s"], 2)
     for kind in ("ours-trafilatura", "ours-resiliparse", "datatrove"):
         one, two = rows.get(f"{kind}-1w"), rows.get(f"{kind}-2w")
         if one and two:
@@ -148,33 +202,42 @@ def summarise(results: dict, meta: dict) -> dict:
     t1 = rows.get("ours-trafilatura-1w")
     if t1:
         st = t1["stages"]
-        others = sum(v["median_seconds"] for k, v in st.items() if k != "extract")
-        derived["non_extract_over_extract_trafilatura_1w"] = round(others / max(st["extract"]["median_seconds"], 1e-9), 3)
+        others = sum(v["core_seconds"] for k, v in st.items() if k != "extract")
+        derived["non_extract_over_extract_trafilatura_1w"] = round(others / max(st["extract"]["core_seconds"], 1e-9), 3)
     return {"rows": rows, "derived": derived}
 
 
-def markdown(summary: dict, meta: dict, env: dict) -> str:
+def markdown(summary: dict, meta: dict, env: dict, reference: dict | None = None) -> str:
     rows, d = summary["rows"], summary["derived"]
     out = [f"Input: {meta['html_records']} HTML responses ({meta['records']} response records, "
            f"{meta['bytes'] / 1e6:.1f} MB of WARC in {meta['files']} files). Machine: {env['cpus']} cores, "
            f"{env['python']}. Medians of {env['repeats']} runs of ours, {env['datatrove_repeats']} of datatrove "
-           f"(the rows list each run's seconds); docs/s = HTML responses / wall seconds.", "",
-           "| run | workers | median s (runs) | docs/s | MB/s | docs/s per core | peak worker RSS MB (datatrove: largest process) |",
-           "|---|---|---|---|---|---|---|"]
+           f"(the rows list each run's seconds); docs/s = HTML responses / wall seconds; CPU s = user + system "
+           f"seconds of every process of the run (workers, daemons, driver, datatrove's sandboxes).", "",
+           "| run | workers | median s (runs) | docs/s | MB/s | docs/s per core | CPU s | docs per CPU s | "
+           "peak worker RSS MB (datatrove: largest process) |",
+           "|---|---|---|---|---|---|---|---|---|"]
     for name, r in rows.items():
         runs = ", ".join(str(x) for x in r["runs"])
         out.append(f"| {name} | {r['workers']} | {r['median_seconds']} ({runs}) | {r['docs_per_s']} | {r['mb_per_s']} | "
-                   f"{r['docs_per_s_per_core']} | {r['peak_worker_mb']} |")
-    out += ["", "Per stage (ours, median wall seconds; docs/s = the stage's own input documents / its seconds):", "",
+                   f"{r['docs_per_s_per_core']} | {r.get('cpu_seconds') or '-'} | {r.get('docs_per_cpu_s') or '-'} | "
+                   f"{r['peak_worker_mb']} |")
+    out += ["", "Per stage (ours, median core-seconds: the stage's task seconds; dedup and shard: wall x workers; "
+            "docs/s = the stage's own input documents per core-second):", "",
             "| run | " + " | ".join(STAGES) + " |", "|---|" + "---|" * len(STAGES)]
     for name, r in rows.items():
         if "stages" in r:
             out.append(f"| {name} | " + " | ".join(
-                f"{r['stages'][s]['median_seconds']} s ({r['stages'][s]['docs_per_s']}/s)" for s in STAGES) + " |")
+                f"{r['stages'][s]['core_seconds']} s ({r['stages'][s]['docs_per_core_s']}/s)" for s in STAGES) + " |")
     for name, r in rows.items():
         if "phases" in r:
             out.append("")
             out.append(f"datatrove phases ({name}): " + ", ".join(f"{k} {v} s" for k, v in r["phases"].items()))
+    if reference:
+        out += ["", f"Extraction libraries alone (one process, no pipeline; {reference['html_pages']} HTML pages of "
+                f"{reference['file']}, decoded beforehand): " + ", ".join(
+                    f"{k} {v['pages_per_s']} pages/s" for k, v in reference["extractors"].items())
+                + ". This is the ceiling for any pipeline's docs/s per core on this input."]
     out += ["", "Derived:", ""] + [f"- `{k}`: {v}" for k, v in d.items()]
     return "\n".join(out)
 
@@ -202,7 +265,7 @@ def main() -> None:
     if args.from_results:
         saved = json.loads((REPO / "bench" / "results.json").read_text())
         summary = summarise(saved["raw"], saved["input"])
-        table = markdown(summary, saved["input"], saved["env"])
+        table = markdown(summary, saved["input"], saved["env"], saved.get("reference"))
         (REPO / "bench" / "results.json").write_text(json.dumps({**saved, **summary}, indent=2))
         print(table)
         if not args.no_markdown:
@@ -212,6 +275,8 @@ def main() -> None:
 
     input_dir = WORK / "input"
     meta = build(input_dir, args.html_records, 8)
+    print("extraction libraries alone ...", file=sys.stderr, flush=True)
+    reference = extraction_reference(sorted(input_dir.glob("bench-*.warc.gz"))[0])
     results: dict[str, list[dict]] = {}
     plan = []
     for w in args.workers:
@@ -230,9 +295,9 @@ def main() -> None:
            "datatrove_repeats": args.datatrove_repeats,
            "platform": platform.platform()}
     summary = summarise(results, meta)
-    out = {"input": meta, "env": env, **summary, "raw": results}
+    out = {"input": meta, "env": env, "reference": reference, **summary, "raw": results}
     (REPO / "bench" / "results.json").write_text(json.dumps(out, indent=2))
-    table = markdown(summary, meta, env)
+    table = markdown(summary, meta, env, reference)
     print(table)
     if not args.no_markdown:
         write_benchmarks_md(table)

@@ -656,14 +656,33 @@ _MARKS = _mark_class()
 _CLUSTER_RE = re.compile(rf"(?P<c>[{_NO_SPACE_SCRIPT}][{_MARKS}]*)|[^\s{_NO_SPACE_SCRIPT}]+")
 
 
-def _split_no_space(text: str, rules: _LangRules) -> list[str]:
+def _split_no_space(text: str, rules: _LangRules, cache: dict[str, tuple[str, ...]]) -> list[str]:
     out: list[str] = []
     for m in _CLUSTER_RE.finditer(text):
         if m.lastgroup == "c":
             out.append(m.group())
         else:
-            _split_chunk(m.group(), rules, out)
+            out.extend(_split_chunk_cached(m.group(), rules, cache))
     return out
+
+
+# Per language: chunk -> tokens for chunks that take the full prefix/suffix/infix walk. Web text
+# repeats such chunks (URLs, "(2008)", "©", bullets) across documents, so a bounded memo turns most
+# of that walk into one dict lookup; it is cleared when full, so memory stays bounded.
+_CHUNK_CACHES: dict[str, dict[str, tuple[str, ...]]] = {}
+CHUNK_CACHE_SIZE = 65_536
+
+
+def _split_chunk_cached(chunk: str, rules: _LangRules, cache: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
+    tokens = cache.get(chunk)
+    if tokens is None:
+        parts: list[str] = []
+        _split_chunk(chunk, rules, parts)
+        tokens = tuple(parts)
+        if len(cache) >= CHUNK_CACHE_SIZE:
+            cache.clear()
+        cache[chunk] = tokens
+    return tokens
 
 
 # --------------------------------------------------------------------------------------------------
@@ -685,8 +704,9 @@ def split_words(text: str, lang: str | None = "en") -> list[str]:
     if custom is not None:
         return custom(text)
     rules = _RULES.get(key, _DEFAULT_RULES)
+    cache = _CHUNK_CACHES.setdefault(key, {})
     if key in NO_SPACE_LANGS:
-        return _split_no_space(text, rules)
+        return _split_no_space(text, rules, cache)
     out: list[str] = []
     specials = rules.specials
     append = out.append
@@ -703,7 +723,7 @@ def split_words(text: str, lang: str | None = "en") -> list[str]:
             append(word)
             append(last)
         else:
-            _split_chunk(chunk, rules, out)
+            out.extend(_split_chunk_cached(chunk, rules, cache))
     return out
 
 

@@ -44,6 +44,9 @@ class RayConfig(Section):
     task_memory_mb: int = Field(2048, ge=64, description="memory declared by each shard task, MiB")
     max_retries: int = Field(3, ge=0, description="retries of a shard task after a worker failure")
     object_store_mb: int | None = Field(None, ge=64, description="object store size of the local runtime")
+    fuse_stages: bool = Field(
+        True, description="`run`: extract, langid, filter and classify as one task per input file (same outputs)"
+    )
 
 
 class ExtractConfig(Section):

@@ -79,6 +79,7 @@ from pipelines.runner import (
     STAGE_FAILURES_NAME,
     SUMMARY_NAME,
     as_completed,
+    error_name,
     init_ray,
     load_complete_stats,
     merge_stats,
@@ -877,7 +878,7 @@ class _Runner:
                 else:  # after retries: report it with the task's name
                     message = task_error(err)
                     failures.append({"stage": STAGE, "phase": phase, "shard": task,
-                                     "reason": f"shard_failed:{type(err).__name__}", "detail": message})
+                                     "reason": f"shard_failed:{error_name(err)}", "detail": message})
                     log.error("dedup %s: task %s failed: %s", phase, task, message)
                 bar.update(1)
         return failures

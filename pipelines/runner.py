@@ -108,6 +108,31 @@ def _run_shard(stage: Stage, input_path: str, output_dir: str, shard: str) -> di
     return stats
 
 
+def _remote(fn, name: str, ray_cfg: RayConfig, options: dict):
+    """``fn`` as a Ray task with the declared CPU, memory and retries of a shard task."""
+    return ray.remote(fn).options(
+        num_cpus=ray_cfg.task_cpus,
+        memory=ray_cfg.task_memory_mb * 1024 * 1024,
+        max_retries=ray_cfg.max_retries,
+        retry_exceptions=[OSError, ConnectionError, TimeoutError],
+        name=f"cptcorpus.{name}",
+        **options,
+    )
+
+
+def error_name(err: BaseException) -> str:
+    """The failed task's own exception type (``ValueError``), not Ray's wrapper (``RayTaskError(ValueError)``)."""
+    cause = getattr(err, "cause", None)
+    return type(cause if isinstance(cause, BaseException) else err).__name__
+
+
+def _shard_failure(stage: str, path: str, shard: str, err: BaseException) -> dict:
+    message = task_error(err)
+    log.error("%s: shard %s failed: %s", stage, path, message)
+    return {"stage": stage, "file": path, "shard": shard,
+            "reason": f"shard_failed:{error_name(err)}", "detail": message}
+
+
 def run_shards(
     stage: Stage,
     inputs: Iterable[str],
@@ -124,18 +149,10 @@ def run_shards(
 
     results: list[dict] = []
     pending: dict[ray.ObjectRef, tuple[str, str]] = {}
-    remote = ray.remote(_run_shard).options(
-        num_cpus=ray_cfg.task_cpus,
-        memory=ray_cfg.task_memory_mb * 1024 * 1024,
-        max_retries=ray_cfg.max_retries,
-        retry_exceptions=[OSError, ConnectionError, TimeoutError],
-        name=f"cptcorpus.{stage.name}",
-        **stage.ray_options(),
-    )
+    remote = _remote(_run_shard, stage.name, ray_cfg, stage.ray_options())
     skipped = 0
-    names = io.shard_names(files)
     stage_ref = ray.put(stage)
-    for path, shard in zip(files, names, strict=True):
+    for path, shard in zip(files, io.shard_names(files), strict=True):
         done = load_complete_stats(output_dir, shard)
         if done is not None:
             results.append(done)
@@ -149,14 +166,18 @@ def run_shards(
             if err is None:
                 results.append(result)
             else:  # the task failed after its retries: report it, go on
-                message = task_error(err)
-                failed.append({"stage": stage.name, "file": path, "shard": shard,
-                               "reason": f"shard_failed:{type(err).__name__}", "detail": message})
-                log.error("%s: shard %s failed: %s", stage.name, path, message)
+                failed.append(_shard_failure(stage.name, path, shard, err))
             bar.update(1)
             bar.set_postfix(docs=sum(r.get("docs_in", 0) for r in results), failed=len(failed))
+    return finish_stage(stage.name, files, output_dir, results, failed, skipped, time.perf_counter() - started)
 
-    summary = merge_stats(results, stage.name, time.perf_counter() - started)
+
+def finish_stage(name: str, files: list[str], output_dir: str, results: list[dict], failed: list[dict],
+                 skipped: int, wall_seconds: float, fused_with: list[str] | None = None) -> dict:
+    """Merge a stage's shard stats into ``_summary.json`` and ``_failures.jsonl``; returns the summary."""
+    summary = merge_stats(results, name, wall_seconds)
+    if fused_with:
+        summary["fused_with"] = fused_with  # wall_seconds is the fused chain's; task_seconds is this stage's own
     summary["shards"] = {"total": len(files), "skipped_complete": skipped,
                          "processed": len(files) - skipped - len(failed), "failed": len(failed)}
     failures = [f for r in results for f in r.get("failures", [])] + failed
@@ -170,6 +191,90 @@ def run_shards(
         "".join(json.dumps(f, sort_keys=True, ensure_ascii=False) + "\n" for f in failures),
     )
     return summary
+
+
+def _run_chain(stages: list[Stage], input_path: str, output_dirs: list[str], shard: str) -> list[dict]:
+    """One input file through several stages in one task: each stage reads the previous one's output.
+
+    Every stage still writes its own outputs and stats marker, so a retried or resumed chain starts
+    at the first stage whose outputs are not complete.
+    """
+    results, path = [], input_path
+    for stage, output_dir in zip(stages, output_dirs, strict=True):
+        stats = load_complete_stats(output_dir, shard)
+        results.append(stats if stats is not None else _run_shard(stage, path, output_dir, shard))
+        path = os.path.join(output_dir, f"{shard}.parquet")
+    return results
+
+
+def run_chain(
+    stages: list[Stage],
+    inputs: Iterable[str],
+    output_dirs: list[str],
+    ray_cfg: RayConfig,
+    progress: bool = True,
+) -> list[dict]:
+    """Run consecutive per-shard stages as one Ray task per input file; returns each stage's summary.
+
+    The outputs are the ones the stages write when run one by one (same files, stats, summaries), but
+    no stage waits for the slowest shard of the one before it and each worker keeps its shard's
+    files warm, which matters most with few, uneven input files. ``wall_seconds`` of every summary is
+    the whole chain's; each stage's own cost is its ``task_seconds``.
+    """
+    files = io.expand_inputs(inputs, stages[0].input_suffixes)
+    stages[0].check_inputs(files)
+    for stage in stages[1:]:  # their input files do not exist yet: only the driver-side checks run
+        stage.check_inputs([])
+    for output_dir in output_dirs:
+        io.ensure_dir(output_dir)
+        io.remove_stale_tmp(output_dir)
+    started = time.perf_counter()
+    names = [s.name for s in stages]
+    options: dict = {}
+    for stage in stages:  # a chain declares what its most demanding stage needs
+        for key, value in stage.ray_options().items():
+            options[key] = max(options.get(key, 0), value)
+    remote = _remote(_run_chain, "+".join(names), ray_cfg, options)
+    stages_ref = ray.put(stages)
+    results: list[list[dict]] = [[] for _ in stages]
+    failed: list[list[dict]] = [[] for _ in stages]
+    skipped = [0] * len(stages)
+    pending: dict[ray.ObjectRef, tuple[str, str]] = {}
+    for path, shard in zip(files, io.shard_names(files), strict=True):
+        done = [load_complete_stats(d, shard) for d in output_dirs]
+        if all(s is not None for s in done):
+            for k, stats in enumerate(done):
+                results[k].append(stats)
+                skipped[k] += 1
+        else:
+            for k, stats in enumerate(done):
+                skipped[k] += stats is not None
+            pending[remote.remote(stages_ref, path, output_dirs, shard)] = (path, shard)
+
+    desc = f"{names[0]}..{names[-1]}"
+    with tqdm(total=len(files), initial=len(files) - len(pending), desc=desc, unit="shard",
+              disable=not progress) as bar:
+        for (path, shard), result, err in as_completed(pending):
+            if err is None:
+                for k, stats in enumerate(result):
+                    results[k].append(stats)
+            else:  # the chain stopped at its first stage without complete outputs; later stages never ran
+                for k, output_dir in enumerate(output_dirs):
+                    stats = load_complete_stats(output_dir, shard)
+                    if stats is None:
+                        failed[k].append(_shard_failure(names[k], path, shard, err))
+                        break
+                    results[k].append(stats)
+            bar.update(1)
+            bar.set_postfix(docs=sum(r.get("docs_in", 0) for r in results[0]), failed=sum(map(len, failed)))
+    wall = time.perf_counter() - started
+    summaries = []
+    for k, (stage, output_dir) in enumerate(zip(stages, output_dirs, strict=True)):
+        stage_files = files if k == 0 else [os.path.join(output_dirs[k - 1], f"{r['shard']}.parquet")
+                                            for r in results[k - 1]]
+        summaries.append(finish_stage(stage.name, stage_files, output_dir, results[k], failed[k], skipped[k],
+                                      wall, fused_with=names))
+    return summaries
 
 
 def merge_stats(results: list[dict], stage: str, wall_seconds: float) -> dict:

@@ -59,6 +59,24 @@ def test_run_writes_every_stage_and_a_valid_corpus(demo_run):
     assert validate_manifest(str(run / "corpus" / "manifest.json")) == []
 
 
+def test_fused_run_leaves_what_the_stages_one_by_one_leave(demo_run, tmp_path, sample_dir):
+    run, _ = demo_run  # ray.fuse_stages is on by default
+    assert _summary(run, "filter")["fused_with"] == ["extract", "langid", "filter", "classify"]
+    cfg = _config(tmp_path, sample_dir, name="unfused", ray={"fuse_stages": False})
+    assert main(["run", "--config", cfg, "--no-progress", "--to-stage", "classify"]) == 0
+    other = tmp_path / "unfused"
+    for stage in ("extract", "langid", "filter", "classify"):
+        assert "fused_with" not in _summary(other, stage)
+        for key in ("docs_in", "docs_out", "docs_rejected", "reasons", "shards"):
+            assert _summary(run, stage)[key] == _summary(other, stage)[key], (stage, key)
+        names = sorted(p.name for p in (run / stage).glob("*.parquet"))
+        assert names and names == sorted(p.name for p in (other / stage).glob("*.parquet"))
+        for name in names:
+            for sub in ("", "rejected/"):
+                a, b = pq.read_table(run / stage / f"{sub}{name}"), pq.read_table(other / stage / f"{sub}{name}")
+                assert a.equals(b), (stage, sub, name)
+
+
 def test_resume_recomputes_only_the_missing_shard(demo_run, tmp_path):
     run, cfg = demo_run
     copy = tmp_path / "copy"

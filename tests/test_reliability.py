@@ -118,6 +118,8 @@ def test_no_credential_reaches_the_run_directory(reference):
 KILL_POINTS = {
     # after the first extract shard is complete, while the others run
     "extract": lambda run: _has(run / "extract" / "_stats", "*.json"),
+    # mid-chain: the first shard has passed filter (fused with extract, langid, classify)
+    "filter": lambda run: _has(run / "filter" / "_stats", "*.json"),
     # once dedup has started writing (phase files or its first outputs)
     "dedup": lambda run: _has(run / "dedup", "**/*"),
     # once the corpus directory exists, before or while shards are written
