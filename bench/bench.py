@@ -317,7 +317,7 @@ def main() -> None:
     input_dir = WORK / "input"
     meta = build(input_dir, args.html_records, 8)
     print("extraction libraries alone, one process then two ...", file=sys.stderr, flush=True)
-    reference = reference_runs(sorted(input_dir.glob("bench-*.warc.gz"))[0])
+    reference = reference_runs(sorted(input_dir.glob("bench-*.warc.gz"))[0], rounds=args.repeats)
     results: dict[str, list[dict]] = {}
     plan = []
     for w in args.workers:

@@ -16,7 +16,14 @@ from collections.abc import Callable
 
 from pipelines import commands, io, model_commands
 from pipelines.config import STAGES, Config, ConfigError, load_config
-from pipelines.runner import FAILURES_NAME, STAGE_FAILURES_NAME, init_ray, run_shards, write_run_failures
+from pipelines.runner import (
+    FAILURES_NAME,
+    STAGE_FAILURES_NAME,
+    init_ray,
+    run_shards,
+    shutdown_ray,
+    write_run_failures,
+)
 from pipelines.schema import SchemaError
 
 log = logging.getLogger("cptcorpus")
@@ -237,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, SchemaError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_CONFIG
+    finally:
+        shutdown_ray()
     return _strict_exit(args, failures_dir)
 
 

@@ -35,6 +35,9 @@ STATS_DIR = "_stats"  # per-shard stats; the leading underscore keeps Parquet da
 MAX_FAILURES_LISTED = 1000  # per shard: a file full of broken records must not make stats huge
 
 
+_started_here = False  # whether init_ray started the local runtime (tests and notebooks bring their own)
+
+
 def init_ray(cfg: RayConfig, address: str | None = None) -> None:
     """Connect to a cluster when an address is given, else start a local runtime (no dashboard).
 
@@ -55,6 +58,16 @@ def init_ray(cfg: RayConfig, address: str | None = None) -> None:
     if cfg.object_store_mb:
         kwargs["object_store_memory"] = cfg.object_store_mb * 1024 * 1024
     ray.init(**kwargs)
+    global _started_here
+    _started_here = True
+
+
+def shutdown_ray() -> None:
+    """Stop the local runtime if this process started it (Ray's exit hook would first sleep 0.5 s)."""
+    global _started_here
+    if _started_here and ray.is_initialized():
+        ray.shutdown()
+    _started_here = False
 
 
 def stats_path(output_dir: str, shard: str) -> str:
