@@ -396,15 +396,20 @@ def parse_config(data: dict[str, Any], source: str = "<dict>") -> Config:
         raise ConfigError(_format_errors(err, source)) from None
 
 
+def read_yaml(path: Path, what: str, error: type[Exception] = ConfigError) -> Any:
+    """A YAML file's content ({} when empty); a missing or unparsable file is ``error`` naming ``what``."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise error(f"{what} not found: {path}") from None
+    except yaml.YAMLError as err:
+        raise error(f"{what} {path} is not valid YAML: {err}") from None
+
+
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
     """Read, merge ``overrides`` (top-level keys) and validate a YAML config."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"config {path} is not valid YAML: {err}") from None
+    data = read_yaml(path, "config file")
     if isinstance(data, dict):
         data.setdefault("name", path.stem)
         for key, value in (overrides or {}).items():

@@ -33,10 +33,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipelines import io
+from pipelines.config import read_yaml
 from pipelines.filterexpr import CompiledFilter, FilterSyntaxError, compile_filter
 from pipelines.shard import BYTES_PER_TOKEN_ESTIMATE
 
@@ -152,12 +152,7 @@ def parse_recipe(data: Any, source: str = "<dict>") -> Recipe:
 def load_recipe(path: str | Path) -> Recipe:
     """Read and validate a recipe YAML (its name defaults to the file name)."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise RecipeError(f"recipe not found: {path}") from None
-    except yaml.YAMLError as err:
-        raise RecipeError(f"recipe {path} is not valid YAML: {err}") from None
+    data = read_yaml(path, "recipe", RecipeError)
     if isinstance(data, dict):
         data.setdefault("name", path.name.removesuffix(".yaml").removesuffix(".yml"))
     return parse_recipe(data, str(path))
