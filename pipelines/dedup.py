@@ -12,7 +12,9 @@ Phases (S input shards, P = ``dedup.partitions``, N documents, b x r LSH bands x
                          when enabled -- and the keeper attributes (id, scores, length, text hash)
                          partitioned by document key into P files. Memory: one shard's rows.
     pairs       P tasks  one bucket partition (~N*(b+1)/P rows): sort by bucket; every bucket holding
-                         k > 1 documents gives k-1 star edges to its smallest key. Edges go out in both
+                         k > 1 documents gives k-1 star edges to its smallest key. With ``dedup.verify``
+                         a MinHash bucket's members are linked only to an anchor member whose signature
+                         sketch agrees on >= threshold (up to 3 anchors per bucket). Edges go out in both
                          directions, partitioned by node.
     cc          P tasks  connected components by alternating Large-Star / Small-Star rounds
                 per round (Kiveris et al., "Connected Components in MapReduce and Beyond", 2014): each
@@ -150,6 +152,8 @@ class DedupPlan:
     minhash: bool
     url: bool
     digest: str
+    verify: bool = False  # check candidate pairs' sketches against the threshold (dedup.verify)
+    threshold: float = 0.8
 
     @property
     def work_dir(self) -> str:
@@ -223,7 +227,7 @@ def make_plan(config: Config, files: list[str], output_dir: str) -> DedupPlan:
     return DedupPlan(output_dir=output_dir, files=tuple(files), shards=tuple(shards), partitions=partitions,
                      bands=bands, rows=rows, ngram=cfg.ngram, seed=cfg.seed, batch_rows=cfg.batch_rows,
                      scope_columns=scope_columns, keep=keep, exact=cfg.exact, minhash=cfg.minhash, url=cfg.url,
-                     digest=digest)
+                     verify=cfg.verify and cfg.minhash, threshold=cfg.threshold, digest=digest)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -366,16 +370,21 @@ def _salted(values: np.ndarray, scope: np.ndarray, salt: int) -> np.ndarray:
     return mh.mix64(values ^ mh.mix64(scope ^ np.uint64(salt)))
 
 
+VERIFY_ANCHORS = 3  # anchors per bucket when verifying candidates (dedup.verify)
 _MEMO_MAX = 100_000  # text hashes remembered per shard task (~20 MB): copies are hashed once
 
 
 def _band_hashes_deduplicated(plan: DedupPlan, hasher: mh.MinHasher, tokens: pa.Array, offsets: np.ndarray,
-                              text_h: np.ndarray, empty: np.ndarray, memo: dict[int, np.ndarray],
-                              counters: Counter) -> np.ndarray:
-    """(docs, bands) band hashes; a text already hashed in this shard (same normalised words) is
-    copied rather than hashed again -- web crawls repeat pages, and hashing is the expensive part."""
+                              text_h: np.ndarray, empty: np.ndarray, memo: dict[int, tuple[np.ndarray, np.ndarray]],
+                              counters: Counter) -> tuple[np.ndarray, np.ndarray | None]:
+    """(docs, bands) band hashes and, with ``plan.verify``, (docs, bands*rows) signature sketches.
+
+    A text already hashed in this shard (same normalised words) is copied rather than hashed again:
+    web crawls repeat pages, and hashing is the expensive part.
+    """
     n = len(text_h)
     band = np.zeros((n, plan.bands), dtype=np.uint64)
+    sketch = np.zeros((n, plan.bands * plan.rows), dtype=np.uint8) if plan.verify else None
     first_of: dict[int, int] = {}
     copy_from: list[tuple[int, int]] = []
     todo = np.zeros(n, dtype=bool)
@@ -383,7 +392,9 @@ def _band_hashes_deduplicated(plan: DedupPlan, hasher: mh.MinHasher, tokens: pa.
         if e:
             continue
         if h in memo:
-            band[i] = memo[h]
+            band[i], sk = memo[h]
+            if sketch is not None:
+                sketch[i] = sk
         elif h in first_of:
             copy_from.append((i, first_of[h]))
         else:
@@ -398,14 +409,35 @@ def _band_hashes_deduplicated(plan: DedupPlan, hasher: mh.MinHasher, tokens: pa.
         shingles, counts = mh.shingle_hashes(mh.string_hashes(sub_tokens), sub_offsets, plan.ngram)
         counters["shingles"] += int(counts.sum())
         counters["signatures"] += len(idx)
-        band[idx] = mh.band_hashes(hasher.signatures(shingles, counts), plan.bands, plan.rows)
+        signatures = hasher.signatures(shingles, counts)
+        band[idx] = mh.band_hashes(signatures, plan.bands, plan.rows)
+        if sketch is not None:
+            sketch[idx] = mh.signature_sketch(signatures)
         for i in idx.tolist():
             if len(memo) >= _MEMO_MAX:
                 break
-            memo[int(text_h[i])] = band[i]
+            memo[int(text_h[i])] = (band[i], sketch[i] if sketch is not None else None)
     for i, j in copy_from:
         band[i] = band[j]
-    return band
+        if sketch is not None:
+            sketch[i] = sketch[j]
+    return band, sketch
+
+
+def _sketch_column(parts: Sequence[np.ndarray | int], width: int) -> pa.Array:
+    """One fixed-size binary sketch per bucket row; null for the rows of exact and URL buckets."""
+    total = sum(p if isinstance(p, int) else len(p) for p in parts)
+    data = np.zeros((total, width), dtype=np.uint8)
+    valid = np.zeros(total, dtype=bool)
+    at = 0
+    for p in parts:
+        n = p if isinstance(p, int) else len(p)
+        if not isinstance(p, int):
+            data[at : at + n] = p
+            valid[at : at + n] = True
+        at += n
+    validity = pa.array(valid).buffers()[1] if not valid.all() else None
+    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), total, [validity, pa.py_buffer(data.tobytes())])
 
 
 def _attr_table(plan: DedupPlan, cols: dict[str, Any] | None = None) -> pa.Table:
@@ -428,9 +460,10 @@ def _signatures_task(plan: DedupPlan, si: int) -> tuple[list[str], dict]:
     wanted += ["url"] if plan.url and "url" in names else []
     wanted += [k.source for k in plan.score_keys if k.source in names]
     hasher = mh.MinHasher(plan.bands * plan.rows, plan.seed) if plan.minhash else None
-    memo: dict[int, np.ndarray] = {}  # text hash -> band hashes: copies inside a shard are hashed once
+    memo: dict[int, tuple] = {}  # text hash -> band hashes (and sketch): copies in a shard are hashed once
     buckets: list[np.ndarray] = []
     bucket_keys: list[np.ndarray] = []
+    sketches: list[np.ndarray | int] = []  # with plan.verify: per bucket block, its sketches or a row count
     attrs: list[pa.Table] = []
     counters: Counter = Counter()
     hash_seconds = 0.0
@@ -456,6 +489,7 @@ def _signatures_task(plan: DedupPlan, si: int) -> tuple[list[str], dict]:
             nz = ~empty
             buckets.append(_salted(text_h[nz], scope[nz], _SALT_EXACT))
             bucket_keys.append(keys[nz])
+            sketches.append(int(nz.sum()))  # exact and URL buckets are never verified
         url_h = np.zeros(n, dtype=np.uint64)
         if plan.url and "url" in batch.column_names:
             urls = normalize_urls(batch.column("url"))
@@ -464,12 +498,15 @@ def _signatures_task(plan: DedupPlan, si: int) -> tuple[list[str], dict]:
             url_h[valid_np] = mh.string_hashes(urls.filter(valid)) | np.uint64(1)
             buckets.append(_salted(url_h[valid_np], scope[valid_np], _SALT_URL))
             bucket_keys.append(keys[valid_np])
+            sketches.append(int(valid_np.sum()))
         if hasher is not None:
-            band = _band_hashes_deduplicated(plan, hasher, tokens, offsets, text_h, empty, memo, counters)
+            band, sketch = _band_hashes_deduplicated(plan, hasher, tokens, offsets, text_h, empty, memo, counters)
             rows_ok = ~empty
             for j in range(plan.bands):
                 buckets.append(_salted(band[rows_ok, j], scope[rows_ok], _SALT_BAND + j))
                 bucket_keys.append(keys[rows_ok])
+                if sketch is not None:
+                    sketches.append(sketch[rows_ok])
         hash_seconds += time.perf_counter() - t0
         cols: dict[str, Any] = {
             "key": pa.array(keys, pa.int64()),
@@ -491,6 +528,8 @@ def _signatures_task(plan: DedupPlan, si: int) -> tuple[list[str], dict]:
     counters["hash_ms"] = int(hash_seconds * 1000)
     P = plan.partitions
     band_table = pa.table({"bucket": pa.array(all_buckets, pa.uint64()), "key": pa.array(all_keys, pa.int64())})
+    if plan.verify:
+        band_table = band_table.append_column("sketch", _sketch_column(sketches, plan.bands * plan.rows))
     outputs = _write_partitioned(plan.work("signatures", "bands", shard), band_table,
                                  (all_buckets % np.uint64(P)).astype(np.int64), P,
                                  name=lambda q: f"part-{_pname(q)}.parquet")
@@ -520,9 +559,12 @@ def _pairs_task(plan: DedupPlan, p: int, shards: tuple[str, ...]) -> tuple[list[
         starts = _group_starts(bucket)
         sizes = np.diff(np.append(starts, len(bucket)))
         counters["shared_buckets"] = int((sizes > 1).sum())
-        root = np.repeat(key[starts], sizes)
-        sel = root != key  # the smallest key of each bucket (and its repeats) is the star's center
-        a, b = root[sel], key[sel]
+        if plan.verify:
+            a, b = _verified_edges(plan, table.column("sketch").take(pa.array(order)), key, starts, sizes, counters)
+        else:
+            root = np.repeat(key[starts], sizes)
+            sel = root != key  # the smallest key of each bucket (and its repeats) is the star's center
+            a, b = root[sel], key[sel]
         if len(a):
             order = np.lexsort((b, a))
             a, b = a[order], b[order]
@@ -532,6 +574,55 @@ def _pairs_task(plan: DedupPlan, p: int, shards: tuple[str, ...]) -> tuple[list[
     counters["edges"] = len(a)
     outputs = _write_both_directions(plan.work("pairs", _pname(p)), a, b, plan.partitions)
     return outputs, dict(counters)
+
+
+def _verified_edges(plan: DedupPlan, sketch_col: pa.ChunkedArray, key: np.ndarray, starts: np.ndarray,
+                    sizes: np.ndarray, counters: Counter) -> tuple[np.ndarray, np.ndarray]:
+    """Edges of buckets whose members' signatures really agree on >= ``threshold`` of their values.
+
+    Within a MinHash bucket (rows sorted by key), each member is compared with the bucket's first
+    member (the anchor) and linked to it when similar enough; members that match no anchor elect
+    the first of them as the next anchor, for up to ``VERIFY_ANCHORS`` anchors per bucket. So a
+    bucket whose smallest key is an unrelated collision still links the true duplicates in it.
+    Exact and URL buckets (no sketch) are stars as without verification. Vectorised per round.
+    """
+    n = len(key)
+    group = np.repeat(np.arange(len(starts)), sizes)
+    is_first = np.zeros(n, dtype=bool)
+    is_first[starts] = True
+    sketch_arr = sketch_col.combine_chunks()
+    has_sketch = sketch_arr.is_valid().to_numpy(zero_copy_only=False)
+    width = plan.bands * plan.rows
+    data = np.frombuffer(sketch_arr.buffers()[1], dtype=np.uint8, count=(sketch_arr.offset + n) * width)
+    sketch = data[sketch_arr.offset * width :].reshape(n, width)
+    # unverified buckets: the star around the smallest key, as without verification
+    star = ~has_sketch & ~is_first
+    a_parts, b_parts = [key[starts][group[star]]], [key[star]]
+    needed = mh.sketch_agreement_needed(plan.threshold)
+    anchor = starts.copy()
+    pending = np.flatnonzero(has_sketch & ~is_first)
+    counters["candidate_links"] = len(pending)
+    for rnd in range(VERIFY_ANCHORS):
+        if len(pending) == 0:
+            break
+        g = group[pending]
+        agree = (sketch[pending] == sketch[anchor[g]]).mean(axis=1)
+        ok = (agree >= needed) | (key[pending] == key[anchor[g]])
+        a_parts.append(key[anchor[g[ok]]])
+        b_parts.append(key[pending[ok]])
+        rest = pending[~ok]
+        if rnd == VERIFY_ANCHORS - 1 or len(rest) == 0:
+            pending = rest
+            break
+        first = np.ones(len(rest), dtype=bool)  # the first unmatched member of each bucket anchors next
+        first[1:] = group[rest[1:]] != group[rest[:-1]]
+        anchor[group[rest[first]]] = rest[first]
+        pending = rest[~first]
+    counters["verified_links"] = int(sum(len(x) for x in b_parts[1:]))
+    counters["unverified_members"] = len(pending)
+    a, b = np.concatenate(a_parts), np.concatenate(b_parts)
+    sel = a != b
+    return a[sel], b[sel]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -979,6 +1070,7 @@ def run_dedup(config: Config, inputs: list[str], output_dir: str, progress: bool
     summary["lsh"] = {"threshold": config.dedup.threshold, "num_perm": plan.bands * plan.rows,
                       "bands": plan.bands, "rows": plan.rows, "ngram": plan.ngram, "scope": config.dedup.scope,
                       "partitions": plan.partitions, "exact": plan.exact, "minhash": plan.minhash, "url": plan.url,
+                      "verify": plan.verify,
                       "keep": [("-" if not k.descending and k.source != "id" else "") + k.source for k in plan.keep]}
     summary["phases"] = _phase_summary(phases)
     summary["counters"]["dedup"] = _dedup_counters(phases)
@@ -1052,6 +1144,9 @@ def _dedup_counters(phases: list[PhaseResult]) -> dict[str, int]:
         elif ph.name == "pairs":
             out["shared_buckets"] += int(c.get("shared_buckets", 0))
             out["candidate_edges"] += int(c.get("edges", 0))
+            for key in ("candidate_links", "verified_links", "unverified_members"):  # dedup.verify only
+                if key in c:
+                    out[key] += int(c[key])
         elif ph.name.startswith("cc/ls-"):
             out["cc_rounds"] += 1
         elif ph.name == "keepers":

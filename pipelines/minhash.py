@@ -286,6 +286,23 @@ def band_hashes(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
     return out
 
 
+SKETCH_COLLISION = 1 / 256  # chance that two different signature values share their low byte
+
+
+def signature_sketch(signatures: np.ndarray) -> np.ndarray:
+    """The low byte of every signature value: (documents, num_perm) uint8, a quarter of the size.
+
+    Two sketches agree wherever the signatures agree, and elsewhere by chance (1/256), so the share
+    of agreeing bytes estimates Jaccard as J + (1 - J) / 256: enough to verify a candidate pair.
+    """
+    return (signatures & np.uint32(0xFF)).astype(np.uint8)
+
+
+def sketch_agreement_needed(threshold: float) -> float:
+    """Share of agreeing sketch bytes that corresponds to Jaccard ``threshold`` (collisions added)."""
+    return threshold + (1.0 - threshold) * SKETCH_COLLISION
+
+
 def signature_jaccard(a: np.ndarray, b: np.ndarray) -> float:
     """MinHash estimate of the Jaccard similarity: the share of equal signature entries."""
     return float(np.mean(a == b))

@@ -232,9 +232,8 @@ def _pair_jaccards(sets: list[set]) -> dict[tuple[int, int], float]:
     return {(i, j): n / (len(sets[i]) + len(sets[j]) - n) for (i, j), n in shared.items()}
 
 
-def test_planted_pairs_precision_recall(planted):
+def _pair_quality(corpus, out, shards, summary) -> dict:
     """Exact brute-force Jaccard on the same shingles against the clusters found (threshold 0.8)."""
-    corpus, out, shards, summary = planted
     docs = corpus.docs
     cluster = _clusters(out, shards)
     label = [cluster[d["id"]] for d in docs]
@@ -250,23 +249,41 @@ def test_planted_pairs_precision_recall(planted):
     low_in_group = [s for s, t, g in rows if t <= 0.5 and g]
     positives = sum(1 for _, t, _ in rows if t >= 0.8)
     hits = sum(1 for s, t, _ in rows if s and t >= 0.8)
-    precision, recall = hits / same_total, hits / positives
     by_range = {}
     for lo, hi in ((1.0, 1.01), (0.9, 1.0), (0.8, 0.9), (0.7, 0.8), (0.5, 0.7), (1e-9, 0.5)):
         sel = [s for s, t, _ in rows if lo <= t < hi]
         by_range[f"[{lo:g},{hi:g})"] = (len(sel), round(sum(sel) / len(sel), 3) if sel else None)
+    q = {"precision": hits / same_total, "recall": hits / positives, "high": sum(high) / len(high),
+         "exact_all": all(exact), "low": low_same / low_n, "low_in_group": sum(low_in_group) / len(low_in_group)}
     print(f"\ndedup planted corpus: {len(docs)} docs, {n_pairs} pairs; threshold 0.8, "
-          f"{summary['lsh']['bands']}x{summary['lsh']['rows']} bands x rows")
-    print(f"pair precision {precision:.3f} recall {recall:.3f} (positives: true Jaccard >= 0.8: {positives}; "
-          f"same-cluster pairs: {same_total})")
-    print(f"same-cluster rate: J>=0.9 {sum(high) / len(high):.3f} ({len(high)} pairs); J<=0.5 {low_same / low_n:.5f} "
-          f"({low_n} pairs), within groups {sum(low_in_group) / len(low_in_group):.3f} ({len(low_in_group)} pairs); "
-          f"exact {sum(exact)}/{len(exact)}")
+          f"{summary['lsh']['bands']}x{summary['lsh']['rows']} bands x rows, verify {summary['lsh']['verify']}")
+    print(f"pair precision {q['precision']:.3f} recall {q['recall']:.3f} (positives: true Jaccard >= 0.8: "
+          f"{positives}; same-cluster pairs: {same_total})")
+    print(f"same-cluster rate: J>=0.9 {q['high']:.3f} ({len(high)} pairs); J<=0.5 {q['low']:.5f} ({low_n} pairs), "
+          f"within groups {q['low_in_group']:.3f} ({len(low_in_group)} pairs); exact {sum(exact)}/{len(exact)}")
     print(f"by true-Jaccard range (pairs, same-cluster rate): {by_range}")
-    assert all(exact), "exact duplicates always share a cluster"
-    assert sum(high) / len(high) >= 0.95
-    assert low_same / low_n <= 0.02
-    assert sum(low_in_group) / len(low_in_group) <= 0.02
+    return q
+
+
+def test_planted_pairs_precision_recall(planted):
+    q = _pair_quality(*planted)
+    assert q["exact_all"], "exact duplicates always share a cluster"
+    assert q["high"] >= 0.95
+    assert q["low"] <= 0.02
+    assert q["low_in_group"] <= 0.02
+
+
+def test_verified_candidates_raise_precision_and_keep_recall(planted, tmp_path):
+    """dedup.verify drops band collisions below the threshold: same corpus, same bands."""
+    corpus, _, _, summary = planted
+    out, shards, verified = _run(tmp_path, corpus, scope="global", threshold=0.8, verify=True)
+    plain, checked = _pair_quality(*planted), _pair_quality(corpus, out, shards, verified)
+    assert checked["exact_all"] and checked["low"] <= plain["low"]
+    assert checked["precision"] >= max(plain["precision"] + 0.05, 0.93)
+    assert checked["recall"] >= plain["recall"] - 0.03
+    assert checked["high"] >= 0.95
+    counters = verified["counters"]["dedup"]
+    assert counters["verified_links"] < counters["candidate_links"]
 
 
 # --------------------------------------------------------------------------------------------------

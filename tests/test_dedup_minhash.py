@@ -116,6 +116,25 @@ def test_jaccard_estimates_at_parity_with_datasketch():
     assert abs(np.mean(bias)) < 0.01
 
 
+def test_sketch_agreement_tracks_signature_agreement():
+    """The low-byte sketch agrees where the signature does, plus 1/256 of the rest (dedup.verify)."""
+    corpus = planted_corpus(groups=12, singles=0, shards=1, seed=4)
+    docs = corpus.docs
+    sig = _signatures([d["text"] for d in docs], None, mh.MinHasher(117, seed=1))
+    sketch = mh.signature_sketch(sig)
+    assert sketch.dtype == np.uint8 and sketch.shape == sig.shape
+    full, low = [], []
+    for i in range(len(docs)):
+        for j in range(i + 1, len(docs)):
+            full.append(np.mean(sig[i] == sig[j]))
+            low.append(np.mean(sketch[i] == sketch[j]))
+    full, low = np.array(full), np.array(low)
+    assert np.all(low >= full)  # never disagrees where the signatures agree
+    expected = full + (1 - full) * mh.SKETCH_COLLISION
+    assert abs(np.mean(low - expected)) < 0.002
+    assert mh.sketch_agreement_needed(0.8) == pytest.approx(0.8 + 0.2 / 256)
+
+
 def test_band_collision_rate_follows_the_s_curve():
     """P(some band equal) = 1 - (1 - J^r)^b, measured on synthetic shingle sets of known Jaccard."""
     rng = np.random.default_rng(5)
