@@ -368,11 +368,14 @@ def test_url_and_exact_only_modes(tmp_path):
     ]
     schema = pa.schema([("id", pa.string()), ("text", pa.string()), ("url", pa.string())])
     _write(tmp_path / "in" / "u.parquet", rows, schema)
-    out = tmp_path / "url"
-    run_dedup(_config(scope="global", url=True, threshold=0.7), [str(tmp_path / "in")], str(out), progress=False)
-    kept, rejected = _read(out, "u")
-    reasons = dict(zip(rejected.column("id").to_pylist(), rejected.column("reject_reason").to_pylist(), strict=True))
-    assert reasons == {"u2": "url_duplicate_of:u1", "n2": "duplicate_of:n1"}, "empty texts never match"
+    for verify in (False, True):  # verification never touches URL or exact buckets
+        out = tmp_path / f"url-{verify}"
+        run_dedup(_config(scope="global", url=True, threshold=0.7, verify=verify), [str(tmp_path / "in")], str(out),
+                  progress=False)
+        kept, rejected = _read(out, "u")
+        reasons = dict(zip(rejected.column("id").to_pylist(), rejected.column("reject_reason").to_pylist(),
+                           strict=True))
+        assert reasons == {"u2": "url_duplicate_of:u1", "n2": "duplicate_of:n1"}, "empty texts never match"
     out = tmp_path / "exact"
     summary = run_dedup(_config(scope="global", minhash=False), [str(tmp_path / "in")], str(out), progress=False)
     assert _read(out, "u")[1].num_rows == 0 and summary["lsh"]["bands"] == 0
