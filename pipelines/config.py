@@ -275,7 +275,7 @@ class DedupConfig(Section):
     url: bool = Field(False, description="also treat documents with the same normalised URL as duplicates")
     verify: bool = Field(
         False, description="link two candidates only when their signatures agree on >= threshold of the values "
-        "(drops band collisions of less similar pairs; band files grow ~8x)")
+        "(drops band collisions of less similar pairs; band files ~5x larger)")
     batch_rows: int = Field(1024, ge=1, description="documents hashed per batch inside a shard task")
     keep_work: bool = Field(False, description="keep <output>/_work (phase files) after a successful run")
     max_cc_rounds: int = Field(64, ge=1, description="connected-components rounds before giving up")
