@@ -107,11 +107,16 @@ def run_fused(config: Config, stages: list[str], progress: bool = True) -> list[
 
 
 def plan_run(config: Config, stages: list[str]) -> list[list[str]]:
-    """Group the stages of a run: consecutive per-shard stages together when fusing, else one by one."""
+    """Group the stages of a run: consecutive per-shard stages together when fusing, else one by one.
+
+    Classify on GPUs runs alone: a fused task would hold its GPU through minutes of CPU-bound extraction.
+    """
+    def fusible(stage: str) -> bool:
+        return stage in PER_SHARD_STAGES and not (stage == "classify" and config.classify.num_gpus)
+
     groups: list[list[str]] = []
     for stage in stages:
-        if (config.ray.fuse_stages and groups and stage in PER_SHARD_STAGES
-                and groups[-1][-1] in PER_SHARD_STAGES):
+        if config.ray.fuse_stages and groups and fusible(stage) and fusible(groups[-1][-1]):
             groups[-1].append(stage)
         else:
             groups.append([stage])

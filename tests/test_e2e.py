@@ -77,6 +77,20 @@ def test_fused_run_leaves_what_the_stages_one_by_one_leave(demo_run, tmp_path, s
                 assert a.equals(b), (stage, sub, name)
 
 
+def test_run_plan_fuses_per_shard_stages_but_not_gpu_classify():
+    from pipelines.cli import plan_run
+    from pipelines.config import STAGES, parse_config
+
+    plain = parse_config({"name": "p"})
+    assert plan_run(plain, list(STAGES)) == [["extract", "langid", "filter", "classify"], ["dedup"], ["shard"],
+                                            ["manifest"]]
+    assert plan_run(plain, ["filter", "classify", "dedup"]) == [["filter", "classify"], ["dedup"]]
+    gpu = parse_config({"name": "g", "classify": {"num_gpus": 1}})
+    assert plan_run(gpu, list(STAGES))[:2] == [["extract", "langid", "filter"], ["classify"]]
+    off = parse_config({"name": "o", "ray": {"fuse_stages": False}})
+    assert all(len(g) == 1 for g in plan_run(off, list(STAGES)))
+
+
 def test_resume_recomputes_only_the_missing_shard(demo_run, tmp_path):
     run, cfg = demo_run
     copy = tmp_path / "copy"
