@@ -283,8 +283,8 @@ def run_chain(
     wall = time.perf_counter() - started
     summaries = []
     for k, (stage, output_dir) in enumerate(zip(stages, output_dirs, strict=True)):
-        stage_files = files if k == 0 else [os.path.join(output_dirs[k - 1], f"{r['shard']}.parquet")
-                                            for r in results[k - 1]]
+        stage_files = files if k == 0 else sorted(os.path.join(output_dirs[k - 1], f"{r['shard']}.parquet")
+                                                   for r in results[k - 1])
         summaries.append(finish_stage(stage.name, stage_files, output_dir, results[k], failed[k], skipped[k],
                                       wall, fused_with=names))
     return summaries

@@ -69,6 +69,8 @@ def test_fused_run_leaves_what_the_stages_one_by_one_leave(demo_run, tmp_path, s
         assert "fused_with" not in _summary(other, stage)
         for key in ("docs_in", "docs_out", "docs_rejected", "reasons", "shards"):
             assert _summary(run, stage)[key] == _summary(other, stage)[key], (stage, key)
+        assert ([os.path.basename(p) for p in _summary(run, stage)["inputs"]]
+                == [os.path.basename(p) for p in _summary(other, stage)["inputs"]]), stage
         names = sorted(p.name for p in (run / stage).glob("*.parquet"))
         assert names and names == sorted(p.name for p in (other / stage).glob("*.parquet"))
         for name in names:
