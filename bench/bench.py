@@ -203,7 +203,7 @@ def summarise(results: dict, meta: dict) -> dict:
     for name, runs in results.items():
         secs = median_of(runs)
         workers = int(name.rsplit("-", 1)[1].removesuffix("w"))
-        rows[name] = {"workers": workers, "median_seconds": round(secs, 2), "runs": [round(r["seconds"], 2) for r in runs],
+        rows[name] = {"workers": workers, "median_seconds": secs, "runs": [round(r["seconds"], 2) for r in runs],
                       "docs_per_s": round(html / secs, 1), "mb_per_s": round(mb / secs, 2),
                       "docs_per_s_per_core": round(html / secs / workers, 1),
                       "cpu_seconds": round(statistics.median(r["memory"].get("cpu_seconds", 0) for r in runs), 1),
@@ -224,15 +224,16 @@ def summarise(results: dict, meta: dict) -> dict:
     derived = {}
     for w in (1, 2):
         a, b = rows.get(f"ours-trafilatura-{w}w"), rows.get(f"datatrove-{w}w")
+        # ratios from the unrounded medians: every row divides the same documents
         if a and b:
-            derived[f"ratio_ours_over_datatrove_{w}w"] = round(a["docs_per_s"] / b["docs_per_s"], 2)
-            if a["docs_per_cpu_s"] and b["docs_per_cpu_s"]:
+            derived[f"ratio_ours_over_datatrove_{w}w"] = round(b["median_seconds"] / a["median_seconds"], 2)
+            if a["cpu_seconds"] and b["cpu_seconds"]:
                 derived[f"ratio_ours_over_datatrove_per_cpu_second_{w}w"] = round(
-                    a["docs_per_cpu_s"] / b["docs_per_cpu_s"], 2)
+                    b["cpu_seconds"] / a["cpu_seconds"], 2)
     for kind in ("ours-trafilatura", "ours-resiliparse", "datatrove"):
         one, two = rows.get(f"{kind}-1w"), rows.get(f"{kind}-2w")
         if one and two:
-            derived[f"scaling_1_to_2_{kind}"] = round(two["docs_per_s"] / one["docs_per_s"], 2)
+            derived[f"scaling_1_to_2_{kind}"] = round(one["median_seconds"] / two["median_seconds"], 2)
     t1 = rows.get("ours-trafilatura-1w")
     if t1:
         st = t1["stages"]
@@ -253,7 +254,7 @@ def markdown(summary: dict, meta: dict, env: dict, reference: dict | None = None
            "|---|---|---|---|---|---|---|---|---|"]
     for name, r in rows.items():
         runs = ", ".join(str(x) for x in r["runs"])
-        out.append(f"| {name} | {r['workers']} | {r['median_seconds']} ({runs}) | {r['docs_per_s']} | {r['mb_per_s']} | "
+        out.append(f"| {name} | {r['workers']} | {round(r['median_seconds'], 2)} ({runs}) | {r['docs_per_s']} | {r['mb_per_s']} | "
                    f"{r['docs_per_s_per_core']} | {r.get('cpu_seconds') or '-'} | {r.get('docs_per_cpu_s') or '-'} | "
                    f"{r['peak_worker_mb']} |")
     out += ["", "Per stage (ours, median core-seconds: the stage's task seconds; dedup and shard: wall x workers; "
