@@ -85,6 +85,7 @@ from pipelines.runner import (
     init_ray,
     load_complete_stats,
     merge_stats,
+    remote_task,
     stats_path,
     task_error,
 )
@@ -106,7 +107,6 @@ _SALT_URL = 0x5EED_0000_0000_0002
 _SALT_BAND = 0x5EED_0000_0000_0003
 _COMPRESSION = "lz4"  # intermediate files: random 64-bit hashes do not compress; lz4 costs ~nothing
 _KEEPER_ROW_GROUP = 65_536  # keeper files are read by key range: small groups make pushdown effective
-_RETRY_ON = [OSError, ConnectionError, TimeoutError]
 #: ``dedup.partitions`` is an upper bound: a run uses at most one partition per this many documents.
 MIN_DOCS_PER_PARTITION = 20_000
 
@@ -919,15 +919,6 @@ class _Runner:
         self.progress = progress
         self.phases: list[PhaseResult] = []
 
-    def _remote(self, phase: str, fn: Callable[..., Any]) -> Any:
-        return ray.remote(fn).options(
-            num_cpus=self.ray_cfg.task_cpus,
-            memory=self.ray_cfg.task_memory_mb * 1024 * 1024,
-            max_retries=self.ray_cfg.max_retries,
-            retry_exceptions=_RETRY_ON,
-            name=f"cptcorpus.dedup.{phase.split('/')[0]}",
-        )
-
     def phase(self, phase: str, fn: Callable[..., tuple[list[str], dict]], tasks: Sequence[tuple[str, tuple]],
               input_digest: str, tolerate: bool = False) -> PhaseResult:
         """Run ``fn(plan, *args)`` for each (task name, args) not already complete; wait for all.
@@ -938,7 +929,7 @@ class _Runner:
         started = time.perf_counter()
         markers: dict[str, dict] = {}
         pending: dict[Any, str] = {}
-        remote = self._remote(phase, _execute)
+        remote = remote_task(_execute, f"dedup.{phase.split('/')[0]}", self.ray_cfg)
         for task, args in tasks:
             done = _load_marker(self.plan, phase, task, input_digest)
             if done is not None:
@@ -1096,7 +1087,7 @@ def _write_phase(runner: _Runner, ok_idx: list[int], digest: str, clustered: boo
     started = time.perf_counter()
     results: list[dict] = []
     pending: dict[Any, str] = {}
-    remote = runner._remote("write", _write_task)
+    remote = remote_task(_write_task, "dedup.write", runner.ray_cfg)
     for si in ok_idx:
         done = _complete_final(plan, si, digest)
         if done is not None:

@@ -121,13 +121,19 @@ def _run_shard(stage: Stage, input_path: str, output_dir: str, shard: str) -> di
     return stats
 
 
-def _remote(fn, name: str, ray_cfg: RayConfig, options: dict):
-    """``fn`` as a Ray task with the declared CPU, memory and retries of a shard task."""
+RETRY_ON = [OSError, ConnectionError, TimeoutError]  # worker loss is always retried; these errors too
+
+
+def remote_task(fn: Any, name: str, ray_cfg: RayConfig, **options: Any) -> Any:
+    """``fn`` as a Ray task with the CPU, memory and retries that ``ray`` config declares per task.
+
+    Every stage's tasks go through here (``name`` shows in Ray's state API as ``cptcorpus.<name>``).
+    """
     return ray.remote(fn).options(
         num_cpus=ray_cfg.task_cpus,
         memory=ray_cfg.task_memory_mb * 1024 * 1024,
         max_retries=ray_cfg.max_retries,
-        retry_exceptions=[OSError, ConnectionError, TimeoutError],
+        retry_exceptions=RETRY_ON,
         name=f"cptcorpus.{name}",
         **options,
     )
@@ -162,7 +168,7 @@ def run_shards(
 
     results: list[dict] = []
     pending: dict[ray.ObjectRef, tuple[str, str]] = {}
-    remote = _remote(_run_shard, stage.name, ray_cfg, stage.ray_options())
+    remote = remote_task(_run_shard, stage.name, ray_cfg, **stage.ray_options())
     skipped = 0
     stage_ref = ray.put(stage)
     for path, shard in zip(files, io.shard_names(files), strict=True):
@@ -247,7 +253,7 @@ def run_chain(
     for stage in stages:  # a chain declares what its most demanding stage needs
         for key, value in stage.ray_options().items():
             options[key] = max(options.get(key, 0), value)
-    remote = _remote(_run_chain, "+".join(names), ray_cfg, options)
+    remote = remote_task(_run_chain, "+".join(names), ray_cfg, **options)
     stages_ref = ray.put(stages)
     results: list[list[dict]] = [[] for _ in stages]
     failed: list[list[dict]] = [[] for _ in stages]

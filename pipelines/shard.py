@@ -52,7 +52,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipelines import __version__, io
-from pipelines.config import Config, ConfigError, RayConfig, RehydrationConfig, ShardConfig
+from pipelines.config import Config, ConfigError, RehydrationConfig, ShardConfig
 from pipelines.schema import DOCUMENT_FIELDS, check_input_schema
 
 log = logging.getLogger("cptcorpus")
@@ -487,15 +487,6 @@ def _complete_set(output_dir: str, plan_key: str) -> dict | None:
     return summary
 
 
-def _remote(fn: Any, ray_cfg: RayConfig, name: str) -> Any:
-    import ray
-
-    return ray.remote(fn).options(
-        num_cpus=ray_cfg.task_cpus, memory=ray_cfg.task_memory_mb * 1024 * 1024, max_retries=ray_cfg.max_retries,
-        retry_exceptions=[OSError, ConnectionError, TimeoutError], name=f"cptcorpus.shard.{name}",
-    )
-
-
 def _run_all(refs: dict[Any, str]) -> tuple[dict[str, Any], dict[str, str]]:
     """Wait for every task; return results and errors by label (a failed task must not hide the others)."""
     from pipelines.runner import as_completed, task_error
@@ -511,7 +502,7 @@ def _run_all(refs: dict[Any, str]) -> tuple[dict[str, Any], dict[str, str]]:
 
 def write_shards(config: Config, inputs: list[str], output_dir: str) -> dict:
     """Shuffle every kept document and write balanced shards ``shard-NNNNN.parquet``; return a summary."""
-    from pipelines.runner import STAGE_FAILURES_NAME, init_ray
+    from pipelines.runner import STAGE_FAILURES_NAME, init_ray, remote_task
 
     cfg = config.shard
     started = time.perf_counter()
@@ -551,7 +542,7 @@ def write_shards(config: Config, inputs: list[str], output_dir: str) -> dict:
     scan_paths = [os.path.join(scan_dir, f"{n}-{_scan_key(f, counter)}.npz") for n, f in zip(names, fingerprints,
                                                                                                strict=True)]
     # step 1: scan
-    scan = _remote(scan_input, config.ray, "scan")
+    scan = remote_task(scan_input, "shard.scan", config.ray)
     refs = {scan.remote(p, cfg.tokenizer, cfg.tokenizer_batch, c, config.ray.task_cpus): p
             for p, c in zip(files, scan_paths, strict=True) if p in readable}
     scanned, scan_errors = _run_all(refs)
@@ -600,7 +591,7 @@ def write_shards(config: Config, inputs: list[str], output_dir: str) -> dict:
     gather_results: dict[str, dict] = {}
     if todo:
         io.ensure_dir(scatter_dir)
-        scatter = _remote(scatter_input, config.ray, "scatter")
+        scatter = remote_task(scatter_input, "shard.scatter", config.ray)
         markers: dict[str, dict] = {}
         refs = {}
         for k, i in enumerate(used):
@@ -614,7 +605,7 @@ def write_shards(config: Config, inputs: list[str], output_dir: str) -> dict:
         if errors:
             raise RuntimeError("shard: scatter failed for " + "; ".join(f"{p}: {e}" for p, e in errors.items()))
         markers.update(results)
-        gather = _remote(gather_shard, config.ray, "gather")
+        gather = remote_task(gather_shard, "shard.gather", config.ray)
         refs = {}
         for j in todo:
             sources = [(p, m["row_groups"][str(j)]) for p, m in sorted(markers.items()) if str(j) in m["row_groups"]]
