@@ -7,7 +7,7 @@ import io
 import zlib
 
 import pyarrow.parquet as pq
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
 from pipelines.config import parse_config
@@ -140,7 +140,10 @@ def test_fuzz_mutated_warcs_never_crash(tmp_path, cut, junk, pos, compress):
        payload=st.binary(max_size=3000), status=st.sampled_from(["200 OK", "404 Not Found", "999 Weird", "204 No Content"]))
 def test_fuzz_random_http_headers_and_payloads(tmp_path, headers, payload, status):
     clean = [(k, v.replace("\r", " ").replace("\n", " ")) for k, v in headers]
-    path = WarcBuilder(tmp_path / "h.warc.gz").response("http://a/x", payload, None, status, clean) \
-        .response("http://a/ok", OK_PAGE).write()
+    try:
+        path = WarcBuilder(tmp_path / "h.warc.gz").response("http://a/x", payload, None, status, clean) \
+            .response("http://a/ok", OK_PAGE).write()
+    except UnicodeEncodeError:  # warcio cannot write some non-ASCII values (";\x80=0"): not an input we can build
+        reject()
     stats = _extract(tmp_path, path)
     assert stats["docs_in"] == 2 == stats["docs_out"] + stats["docs_rejected"]
