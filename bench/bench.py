@@ -29,9 +29,13 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 WORK = REPO / "bench" / "work"
-STAGES = ("extract", "langid", "filter", "classify", "dedup", "shard")
 MARK_BEGIN, MARK_END = "<!-- BENCH:BEGIN -->", "<!-- BENCH:END -->"
 sys.path.insert(0, str(REPO))
+
+from pipelines.config import PER_SHARD_STAGES  # noqa: E402
+from pipelines.config import STAGES as RUN_STAGES  # noqa: E402
+
+STAGES = tuple(s for s in RUN_STAGES if s != "manifest")  # the stages that write a _summary.json with timings
 
 
 class PeakMemory:
@@ -120,9 +124,6 @@ def datatrove(input_dir: Path, workers: int, work: Path) -> dict:
                                  str(work), "--tasks", str(workers)])
     line = next(ln for ln in reversed(out.splitlines()) if ln.startswith("{"))
     return {"seconds": seconds, "memory": peaks, **json.loads(line)}
-
-
-PER_SHARD_STAGES = ("extract", "langid", "filter", "classify")
 
 
 def stage_core_seconds(stage: dict, workers: int) -> float:

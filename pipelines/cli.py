@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 
 from pipelines import commands, io, model_commands
-from pipelines.config import STAGES, Config, ConfigError, load_config
+from pipelines.config import PER_SHARD_STAGES, STAGES, Config, ConfigError, load_config
 from pipelines.runner import (
     FAILURES_NAME,
     STAGE_FAILURES_NAME,
@@ -40,10 +40,6 @@ def _stage_factories() -> dict[str, Callable[[Config], object]]:
 
     return {"extract": ExtractStage, "langid": LangidStage, "filter": FilterStage,
             "classify": ClassifyStage}
-
-
-# Stages that map one shard to one shard: `run` can chain them in one task per input file.
-PER_SHARD_STAGES = ("extract", "langid", "filter", "classify")
 
 
 def previous_stage_dir(config: Config, stage: str) -> str:

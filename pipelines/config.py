@@ -25,6 +25,8 @@ from pydantic import (
 )
 
 STAGES = ("extract", "langid", "filter", "classify", "dedup", "shard", "manifest")
+# Stages that map one input shard to one output shard: `run` chains them in one task per input file.
+PER_SHARD_STAGES = ("extract", "langid", "filter", "classify")
 
 
 class ConfigError(ValueError):
