@@ -12,10 +12,10 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable
 
-from pipelines import commands, io, model_commands
-from pipelines.config import PER_SHARD_STAGES, STAGES, Config, ConfigError, load_config
+from pipelines import commands, io, model_commands, registry
+from pipelines.config import STAGES, Config, ConfigError, load_config
+from pipelines.registry import REGISTRY
 from pipelines.runner import (
     FAILURES_NAME,
     STAGE_FAILURES_NAME,
@@ -30,58 +30,45 @@ log = logging.getLogger("cptcorpus")
 
 EXIT_CONFIG = 2
 EXIT_STRICT = 3
-
-
-def _stage_factories() -> dict[str, Callable[[Config], object]]:
-    from pipelines.classify import ClassifyStage
-    from pipelines.extract import ExtractStage
-    from pipelines.filter import FilterStage
-    from pipelines.langid import LangidStage
-
-    return {"extract": ExtractStage, "langid": LangidStage, "filter": FilterStage,
-            "classify": ClassifyStage}
+EXIT_INTERRUPTED = 130  # the shell's code for SIGINT
 
 
 def previous_stage_dir(config: Config, stage: str) -> str:
-    idx = STAGES.index(stage)
-    return config.stage_dir(STAGES[idx - 1])
+    """The output of the stage before ``stage`` among those the config enables (an optional stage
+    such as ``decontaminate`` that is off is passed over)."""
+    earlier = [s for s in REGISTRY[: STAGES.index(stage)] if s.enabled(config)]
+    if not earlier:
+        raise ConfigError(f"{stage}: no earlier stage to read from; pass --input")
+    return config.stage_dir(earlier[-1].name)
 
 
 def default_inputs(config: Config, stage: str) -> list[str]:
-    if stage == "extract":
+    """What ``stage`` reads when ``--input`` is not given, from its registry ``reads``."""
+    reads = registry.get(stage).reads
+    if reads == "input":
         if not config.input:
             raise ConfigError("input: no WARC inputs; set `input:` in the config or pass --input")
         from pipelines.commoncrawl import resolve_inputs
 
         return resolve_inputs(config)  # paths as given; a Common Crawl snapshot/index -> URLs or range plans
-    if stage == "manifest":
-        return [config.stage_dir("shard")]
+    if reads.startswith("stage:"):
+        return [config.stage_dir(reads.removeprefix("stage:"))]
     return [previous_stage_dir(config, stage)]
 
 
 def run_stage(config: Config, stage: str, inputs: list[str] | None = None, output: str | None = None,
               progress: bool = True) -> dict:
-    """Run one stage with the config's defaults for inputs and output; returns its summary."""
+    """Run one stage with the config's defaults for inputs and output; returns its summary.
+
+    Ray must be initialised (``main`` does it once per command).
+    """
+    spec = registry.get(stage)
     inputs = inputs or default_inputs(config, stage)
     output = output or config.stage_dir(stage)
-    if stage == "shard":
-        from pipelines.shard import write_shards
-
-        summary = write_shards(config, inputs, output)
-    elif stage == "manifest":
-        from pipelines.manifest import build_manifest
-
-        manifest = build_manifest(config, inputs[0])
-        summary = {"stage": "manifest", "shards": len(manifest["datasets"][0]["shards"]),
-                   "tokens": manifest["datasets"][0]["totals"]["tokens"]}
-    elif stage == "dedup":  # not one task per shard: phases of Ray tasks over shards and partitions
-        from pipelines.dedup import run_dedup
-
-        init_ray(config.ray)
-        summary = run_dedup(config, inputs, output, progress)
-    else:
-        init_ray(config.ray)
-        summary = run_shards(_stage_factories()[stage](config), inputs, output, config.ray, progress)
+    if spec.runs == "per_shard":
+        summary = run_shards(spec.load()(config), inputs, output, config.ray, progress)
+    else:  # a driver: plans its own phases of Ray tasks (dedup, shard, manifest)
+        summary = spec.load()(config, inputs, output, progress)
     _print_summary(summary)
     return summary
 
@@ -93,22 +80,28 @@ def run_fused(config: Config, stages: list[str], progress: bool = True) -> list[
     """
     from pipelines.runner import run_chain
 
-    init_ray(config.ray)
-    factories = _stage_factories()
-    summaries = run_chain([factories[s](config) for s in stages], default_inputs(config, stages[0]),
+    summaries = run_chain([registry.get(s).load()(config) for s in stages], default_inputs(config, stages[0]),
                           [config.stage_dir(s) for s in stages], config.ray, progress)
     for summary in summaries:
         _print_summary(summary)
     return summaries
 
 
+def run_order(config: Config, from_stage: str, to_stage: str) -> list[str]:
+    """The stages ``run`` executes: registry order, from..to, optional stages only when enabled."""
+    chosen = STAGES[STAGES.index(from_stage) : STAGES.index(to_stage) + 1]
+    return [s for s in chosen if registry.get(s).enabled(config) or s in (from_stage, to_stage)]
+
+
 def plan_run(config: Config, stages: list[str]) -> list[list[str]]:
     """Group the stages of a run: consecutive per-shard stages together when fusing, else one by one.
 
-    Classify on GPUs runs alone: a fused task would hold its GPU through minutes of CPU-bound extraction.
+    A stage whose tasks declare GPUs runs alone: a fused task would hold its GPU through minutes of
+    CPU-bound extraction.
     """
     def fusible(stage: str) -> bool:
-        return stage in PER_SHARD_STAGES and not (stage == "classify" and config.classify.num_gpus)
+        spec = registry.get(stage)
+        return spec.runs == "per_shard" and not spec.gpus(config)
 
     groups: list[list[str]] = []
     for stage in stages:
@@ -164,21 +157,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cptcorpus", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
-    for stage in STAGES:
-        _add_common(sub.add_parser(stage, help=f"run the {stage} stage"))
-    p = sub.add_parser("run", help="run every stage in order")
+    for spec in REGISTRY:
+        _add_common(sub.add_parser(spec.name, help=f"stage: {spec.help}"))
+    p = sub.add_parser("run", help="run every stage in order (optional stages when enabled in the config)")
     _add_common(p, with_io=False)
     p.add_argument("--from-stage", choices=STAGES, default=STAGES[0])
     p.add_argument("--to-stage", choices=STAGES, default=STAGES[-1])
+    sub.add_parser("stages", help="list the stages (name, how they run, what they read and write)")
     p = sub.add_parser("sample", help="write the bundled multilingual sample WARC files")
     p.add_argument("output", help="directory for sample-NNNN.warc.gz")
     p.add_argument("--files", type=int, default=4)
     p = sub.add_parser("validate", help="re-check a manifest's shards (checksums, rows, tokens)")
     p.add_argument("manifest")
-    from pipelines import commands, model_commands  # mix, plan-mixture, report; annotate, train, presets
-
-    commands.add_parsers(sub)
-    model_commands.add_parsers(sub)
+    commands.add_parsers(sub)  # mix, plan-mixture, report, ...
+    model_commands.add_parsers(sub)  # annotate, train-classifier, presets
     return parser
 
 
@@ -199,55 +191,91 @@ def _save_resolved(config: Config, directory: str) -> None:
     io.write_text_atomic(os.path.join(directory, "config.resolved.yaml"), config.resolved_yaml())
 
 
+def _validate(path: str) -> int:
+    from pipelines.manifest import validate_manifest
+
+    problems = validate_manifest(path)
+    for problem in problems:
+        print(f"INVALID {problem}")
+    print(f"{path}: valid" if not problems else f"{path}: {len(problems)} problem(s)")
+    return 1 if problems else 0
+
+
+def _run(config: Config, args: argparse.Namespace, progress: bool) -> list[dict]:
+    """``cptcorpus run``: the registry's stages in order, per-shard ones fused when configured."""
+    summaries = []
+    for group in plan_run(config, run_order(config, args.from_stage, args.to_stage)):
+        if len(group) > 1:
+            summaries += run_fused(config, group, progress)
+        else:
+            summaries.append(run_stage(config, group[0], progress=progress))
+        write_run_failures(config)
+    return summaries
+
+
+def _warn_if_empty(summaries: list[dict]) -> None:
+    """A run that ends with no documents is almost always a config mistake (a language code, a threshold)."""
+    last = next((s for s in reversed(summaries) if "docs_out" in s), None)
+    if last is not None and last["docs_in"] and not last["docs_out"]:
+        print(f"warning: {last['stage']} kept 0 of {last['docs_in']} documents; check its rejection reasons "
+              "above (e.g. langid.languages uses ISO 639-1 codes such as `pt`)", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        if args.command == "sample":
-            from pipelines.sample import write_sample
-
-            for path in write_sample(args.output, n_files=args.files):
-                print(path)
-            return 0
-        if args.command in commands.COMMANDS:
-            return commands.dispatch(args)
-        if args.command in model_commands.COMMANDS:
-            return model_commands.dispatch(args)
-        if args.command == "validate":
-            from pipelines.manifest import validate_manifest
-
-            problems = validate_manifest(args.manifest)
-            for problem in problems:
-                print(f"INVALID {problem}", file=sys.stderr)
-            print("manifest valid" if not problems else f"{len(problems)} problem(s)", file=sys.stderr)
-            return 1 if problems else 0
-        config = _load(args)
-        progress = not args.no_progress
-        if args.command == "run":
-            _save_resolved(config, config.run_dir)
-            stages = STAGES[STAGES.index(args.from_stage) : STAGES.index(args.to_stage) + 1]
-            for group in plan_run(config, list(stages)):
-                if len(group) > 1:
-                    run_fused(config, group, progress)
-                else:
-                    run_stage(config, group[0], progress=progress)
-                write_run_failures(config)
-            failures_dir = config.run_dir
-        else:
-            _save_resolved(config, args.output or config.run_dir)
-            run_stage(config, args.command, args.input, args.output, progress)
-            if args.output:
-                return _strict_exit(args, args.output, STAGE_FAILURES_NAME)
-            else:
-                write_run_failures(config)
-                failures_dir = config.run_dir
+        return _dispatch(args)
+    except KeyboardInterrupt:
+        print("interrupted; re-run the same command to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except (ConfigError, SchemaError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_CONFIG
     finally:
         shutdown_ray()
-    return _strict_exit(args, failures_dir)
+
+
+def _check_output(path: str) -> None:
+    from pipelines import config as config_module
+
+    check = getattr(config_module, "check_output_writable", None)
+    if check is not None:
+        check(path)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "sample":
+        from pipelines.demo.sample import write_sample
+
+        for path in write_sample(args.output, n_files=args.files):
+            print(path)
+        return 0
+    if args.command == "stages":
+        print(registry.markdown_table())
+        return 0
+    if args.command in commands.COMMANDS:
+        return commands.dispatch(args)
+    if args.command in model_commands.COMMANDS:
+        return model_commands.dispatch(args)
+    if args.command == "validate":
+        return _validate(args.manifest)
+    config = _load(args)
+    progress = not args.no_progress
+    run_dir = args.output if args.command != "run" and args.output else config.run_dir
+    _check_output(run_dir)
+    _save_resolved(config, run_dir)
+    init_ray(config.ray)  # the one place a command connects to (or starts) Ray
+    if args.command == "run":
+        _warn_if_empty(_run(config, args, progress))
+        print(config.run_dir)
+        return _strict_exit(args, config.run_dir)
+    run_stage(config, args.command, args.input, args.output, progress)
+    if args.output:
+        return _strict_exit(args, args.output, STAGE_FAILURES_NAME)
+    write_run_failures(config)
+    return _strict_exit(args, config.run_dir)
 
 
 def _strict_exit(args: argparse.Namespace, directory: str, name: str = FAILURES_NAME) -> int:
@@ -260,10 +288,16 @@ def _strict_exit(args: argparse.Namespace, directory: str, name: str = FAILURES_
         files = sorted({f["file"] for f in failures})
         print(f"{len(failures)} skipped file(s)/record(s) in {len(files)} file(s); see {path}", file=sys.stderr)
         if args.strict:
-            for f in files:
-                print(f"  skipped: {f}", file=sys.stderr)
+            for file in files:
+                print(f"  {_file_verdict(file, failures)}: {file}", file=sys.stderr)
             return EXIT_STRICT
     return 0
+
+
+def _file_verdict(file: str, failures: list[dict]) -> str:
+    """"skipped", or "partially read (N records kept)" for a file that failed after some records were read."""
+    kept = max((int(f.get("records_kept") or 0) for f in failures if f["file"] == file), default=0)
+    return f"partially read ({kept} records kept)" if kept else "skipped"
 
 
 if __name__ == "__main__":

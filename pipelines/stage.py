@@ -97,17 +97,31 @@ class DocumentStage(Stage):
         except BaseException:
             writers.abort()
             raise
-        return {
-            "docs_in": docs_in,
-            "docs_out": kept_w.rows,
-            "docs_rejected": rej_w.rows,
-            "bytes_in": bytes_in,
-            "bytes_out": bytes_out,
-            "reasons": dict(sorted(reasons.items())),
-            "counters": {k: dict(sorted(v.items())) for k, v in sorted(counters.items())},
-            "outputs": sizes,
-            "seconds": round(time.perf_counter() - started, 4),
-        }
+        return shard_stats(docs_in, kept_w.rows, rej_w.rows, bytes_in, bytes_out, reasons, sizes, started,
+                           counters=counters)
+
+
+def shard_stats(docs_in: int, docs_out: int, docs_rejected: int, bytes_in: int, bytes_out: int,
+                reasons: Counter, outputs: dict[str, int], started: float,
+                counters: dict[str, Counter] | None = None, **extra: object) -> dict:
+    """The per-shard stats every stage returns (the runner merges them into the stage summary).
+
+    One builder, so every stage reports the same keys in the same form: sorted reason counts,
+    ``outputs`` (relative path -> bytes, what resume checks) and the task's own ``seconds``.
+    """
+    stats: dict = {
+        "docs_in": docs_in,
+        "docs_out": docs_out,
+        "docs_rejected": docs_rejected,
+        "bytes_in": bytes_in,
+        "bytes_out": bytes_out,
+        "reasons": dict(sorted(reasons.items())),
+        "counters": {k: dict(sorted(v.items())) for k, v in sorted((counters or {}).items())},
+        "outputs": outputs,
+        "seconds": round(time.perf_counter() - started, 4),
+    }
+    stats.update(extra)
+    return stats
 
 
 def _text_bytes(table: pa.Table) -> int:
