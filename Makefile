@@ -10,7 +10,10 @@ STAMP := $(VENV)/.installed-stamp
 SAMPLE := data/sample/.complete
 CPT := $(BIN)/cptcorpus
 
-.PHONY: install demo sample test lint extract langid filter classify dedup shard manifest all submit clean bench bench-dedup
+# One target per stage, read from the stage registry (pipelines/registry.py needs no installed package).
+STAGE_TARGETS := $(shell $(PYTHON) pipelines/registry.py make-targets)
+
+.PHONY: install demo sample test lint stages $(STAGE_TARGETS) all submit clean bench bench-dedup
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,9 +25,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -c "import fasttext; assert hasattr(fasttext, 'train_supervised'), 'wrong fasttext build'"
 	touch $(STAMP)
 
-install: $(STAMP)
+inststages:
+	@$(PYTHON) pipelines/registry.py markdown
 
-$(SAMPLE): $(STAMP) pipelines/sample.py pipelines/sample_text.py
+all: $(STAMP)
+
+$(SAMPLE): $(STAMP) $(wildcard pipelines/demo/*.py pipelines/demo/data/*)
 	$(CPT) sample data/sample
 	touch $(SAMPLE)
 
@@ -43,9 +49,12 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check pipelines filters classifiers tests
 
-extract langid filter classify dedup shard manifest: $(STAMP)
+$(STAGE_TARGETS): $(STAMP)
 	@if [ "$(CONFIG)" = "configs/demo.yaml" ]; then $(MAKE) --no-print-directory $(SAMPLE); fi
 	$(CPT) $@ --config $(CONFIG) $(ARGS)
+
+stages:
+	@$(PYTHON) pipelines/registry.py markdown
 
 all: $(STAMP)
 	@if [ "$(CONFIG)" = "configs/demo.yaml" ]; then $(MAKE) --no-print-directory $(SAMPLE); fi

@@ -24,9 +24,11 @@ from pydantic import (
     model_validator,
 )
 
-STAGES = ("extract", "langid", "filter", "classify", "dedup", "shard", "manifest")
+from pipelines import registry
+
+STAGES = registry.stage_names()  # in run order; declared in pipelines/registry.py
 # Stages that map one input shard to one output shard: `run` chains them in one task per input file.
-PER_SHARD_STAGES = ("extract", "langid", "filter", "classify")
+PER_SHARD_STAGES = registry.per_shard_names()
 
 
 class ConfigError(ValueError):
@@ -367,7 +369,8 @@ class Config(Section):
         return self.output
 
     def stage_dir(self, stage: str) -> str:
-        return f"{self.run_dir.rstrip('/')}/{'corpus' if stage in ('shard', 'manifest') else stage}"
+        """Where ``stage`` writes inside the run directory (its registry ``output``)."""
+        return f"{self.run_dir.rstrip('/')}/{registry.get(stage).output}"
 
     def resolved_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)

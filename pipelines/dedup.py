@@ -82,7 +82,6 @@ from pipelines.runner import (
     SUMMARY_NAME,
     as_completed,
     error_name,
-    init_ray,
     load_complete_stats,
     merge_stats,
     remote_task,
@@ -90,6 +89,7 @@ from pipelines.runner import (
     task_error,
 )
 from pipelines.schema import REJECT_REASON, check_input_schema, with_column
+from pipelines.stage import shard_stats
 
 log = logging.getLogger("cptcorpus")
 
@@ -817,16 +817,9 @@ def _write_task(plan: DedupPlan, si: int, input_digest: str, clustered: bool) ->
     except BaseException:
         writers.abort()
         raise
-    stats = {
-        "docs_in": offset,
-        "docs_out": kept_w.rows,
-        "docs_rejected": rej_w.rows,
-        "bytes_in": bytes_in,
-        "bytes_out": bytes_out,
-        "reasons": dict(sorted(reasons.items())),
-        "counters": {"dup_cluster_size": dict(sorted(histogram.items()))},
-        "outputs": sizes,
-        "seconds": round(time.perf_counter() - started, 4),
+    stats = shard_stats(offset, kept_w.rows, rej_w.rows, bytes_in, bytes_out, reasons, sizes, started,
+                        counters={"dup_cluster_size": histogram})
+    stats.update({
         "shard": shard,
         "input": path,
         "stage": STAGE,
@@ -834,7 +827,7 @@ def _write_task(plan: DedupPlan, si: int, input_digest: str, clustered: bool) ->
         "input_digest": input_digest,
         "peak_rss_mb": _peak_rss_mb(),
         "node_id": _node_id(),
-    }
+    })
     # The stats file is the shard's completion marker (the runner's convention): written last.
     io.write_json_atomic(stats_path(plan.output_dir, shard), stats)
     return stats
@@ -1032,7 +1025,6 @@ def run_dedup(config: Config, inputs: list[str], output_dir: str, progress: bool
     if all(f is not None for f in finals):  # a finished run: nothing to recompute, not even Ray
         results = [f for f in finals if f is not None]
     else:
-        init_ray(config.ray)
         _check_plan_file(plan)
         runner = _Runner(plan, config.ray, progress)
         sig = runner.phase("signatures", _signatures_task, [(s, (si,)) for si, s in enumerate(plan.shards)],

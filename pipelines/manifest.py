@@ -175,9 +175,6 @@ def describe_shards(config: Config, corpus_dir: str) -> list[dict]:
     if missing:
         import ray
 
-        from pipelines.runner import init_ray
-
-        init_ray(config.ray)
         remote = ray.remote(describe_shard).options(num_cpus=config.ray.task_cpus,
                                                     max_retries=config.ray.max_retries)
         refs = [remote.remote(os.path.join(corpus_dir, n), cfg.score_columns, cfg.score_bucket_width)
@@ -185,6 +182,21 @@ def describe_shards(config: Config, corpus_dir: str) -> list[dict]:
         for name, desc in zip(missing, ray.get(refs), strict=True):
             out[name] = desc
     return [out[n] for n in names]
+
+
+def run_manifest_stage(config: Config, inputs: list[str], output_dir: str, progress: bool = True) -> dict:
+    """The registry's entry point for the ``manifest`` stage: describe the shard stage's output.
+
+    The shards must exist: a manifest of nothing would pass ``validate`` while describing no corpus.
+    """
+    del output_dir, progress  # the manifest sits beside the shards it describes
+    corpus_dir = inputs[0]
+    if not _shard_files(corpus_dir):
+        raise FileNotFoundError(f"manifest: no shards under {corpus_dir}; run the shard stage first "
+                                "(`cptcorpus shard`, or `cptcorpus run --from-stage shard`)")
+    manifest = build_manifest(config, corpus_dir)
+    return {"stage": "manifest", "shards": len(manifest["datasets"][0]["shards"]),
+            "tokens": manifest["datasets"][0]["totals"]["tokens"]}
 
 
 def build_manifest(config: Config, corpus_dir: str) -> dict:

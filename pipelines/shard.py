@@ -500,9 +500,15 @@ def _run_all(refs: dict[Any, str]) -> tuple[dict[str, Any], dict[str, str]]:
     return results, errors
 
 
+def run_shard_stage(config: Config, inputs: list[str], output_dir: str, progress: bool = True) -> dict:
+    """The registry's entry point for the ``shard`` stage (driver: scan, plan, scatter/gather)."""
+    del progress  # the shard phases report through the summary, not a progress bar
+    return write_shards(config, inputs, output_dir)
+
+
 def write_shards(config: Config, inputs: list[str], output_dir: str) -> dict:
     """Shuffle every kept document and write balanced shards ``shard-NNNNN.parquet``; return a summary."""
-    from pipelines.runner import STAGE_FAILURES_NAME, init_ray, remote_task
+    from pipelines.runner import STAGE_FAILURES_NAME, remote_task
 
     cfg = config.shard
     started = time.perf_counter()
@@ -535,7 +541,6 @@ def write_shards(config: Config, inputs: list[str], output_dir: str) -> dict:
         log.info("shard: complete shard set for plan %s reused", plan_key[:12])
         return {**done, "reused": True}
 
-    init_ray(config.ray)
     work = os.path.join(output_dir, WORK_DIR)
     scan_dir = os.path.join(work, "scan")
     names = io.shard_names(files)

@@ -17,6 +17,8 @@ from pipelines.manifest import MANIFEST_SCHEMA, build_manifest, validate_manifes
 from pipelines.shard import write_shards
 from tests.test_shard import make_inputs
 
+pytestmark = pytest.mark.usefixtures("ray_session")  # stages use the session's runtime
+
 SCHEMA_FILE = Path(__file__).resolve().parents[1] / "docs" / "manifest.schema.json"
 
 

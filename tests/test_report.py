@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import re
 
+import pytest
+
 from pipelines import io
 from pipelines.cli import main
 from pipelines.config import parse_config
@@ -12,6 +14,8 @@ from pipelines.manifest import build_manifest
 from pipelines.report import write_report
 from pipelines.shard import write_shards
 from tests.test_shard import make_inputs
+
+pytestmark = pytest.mark.usefixtures("ray_session")  # stages use the session's runtime
 
 
 def _fake_run(run, with_manifest: bool = True) -> None:

@@ -23,6 +23,8 @@ from pipelines.shard import (
     write_shards,
 )
 
+pytestmark = pytest.mark.usefixtures("ray_session")  # stages use the session's runtime
+
 WORDS = ("casa", "escola", "ciência", "house", "school", "science", "dados", "data", "modelo", "model")
 
 
