@@ -49,7 +49,7 @@ def resolve_demo_models(config: Config) -> None:
     wanted = [m for m in config.classify.models if m.path.startswith(DEMO_PREFIX)]
     if not wanted:
         return
-    from classifiers.demo_models import train_demo_models
+    from classifiers.demo.models import train_demo_models
 
     names = tuple(sorted({m.path[len(DEMO_PREFIX):] for m in wanted}))
     paths = train_demo_models(os.path.join(config.run_dir, "models", "demo"), names=names)

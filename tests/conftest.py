@@ -32,7 +32,7 @@ def ray_session():
 
 @pytest.fixture(scope="session")
 def sample_dir(tmp_path_factory) -> Path:
-    from pipelines.sample import write_sample
+    from pipelines.demo.sample import write_sample
 
     out = tmp_path_factory.mktemp("sample")
     write_sample(out, n_files=4)
@@ -72,6 +72,11 @@ class WarcBuilder:
     def request(self, url: str) -> WarcBuilder:
         http = StatusAndHeaders("GET / HTTP/1.1", [("Host", "example.com")], is_http_request=True)
         self._writer.write_record(self._writer.create_warc_record(url, "request", http_headers=http))
+        return self
+
+    def warcinfo(self, fields: dict[str, str]) -> WarcBuilder:
+        """A warcinfo record (Common Crawl's first record says ``isPartOf: CC-MAIN-...``)."""
+        self._writer.write_record(self._writer.create_warcinfo_record(self.path.name, fields))
         return self
 
     def write(self) -> Path:

@@ -25,10 +25,10 @@ from warcio.warcwriter import WARCWriter
 
 from pipelines import commoncrawl as cc
 from pipelines.config import CommonCrawlInput, Config, ConfigError, parse_config
+from pipelines.demo.sample import sample_manifest, write_sample
 from pipelines.extract import ExtractStage, doc_id
 from pipelines.fetch import FetchError, FetchStats, RetriesExhausted, RetryPolicy, download, get
 from pipelines.runner import run_shards
-from pipelines.sample import sample_manifest, write_sample
 from tests.conftest import SHARED_WARC
 
 SNAPSHOT = "CC-MAIN-2024-10"

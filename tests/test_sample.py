@@ -1,4 +1,4 @@
-"""The bundled demo sample (`pipelines.sample`): deterministic, readable, and what it says it is."""
+"""The bundled demo sample (`pipelines.demo.sample`): deterministic, readable, and what it says it is."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ import pytest
 import trafilatura
 from fastwarc.warc import ArchiveIterator, WarcRecordType
 
-from pipelines.sample import (
+from pipelines.demo.pools import TOPICS
+from pipelines.demo.sample import (
     KIND_COUNTS,
     KIND_GROUPS,
     LANG_KINDS,
@@ -27,7 +28,6 @@ from pipelines.sample import (
     sample_manifest,
     write_sample,
 )
-from pipelines.sample_text import TOPICS
 
 N_FILES = 4
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from classifiers.demo_models import DEMO_NAMES, demo_metrics, seed_file, train_demo_models
+from classifiers.demo.models import DEMO_NAMES, demo_metrics, seed_file, train_demo_models
 from classifiers.fasttext_classifier import FastTextClassifier
 
 

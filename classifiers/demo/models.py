@@ -2,7 +2,7 @@
 
 Why: no model can be downloaded at run time here, yet an offline demo run of the pipeline
 should produce real ``edu_score``/``stem_score``/``toxic_score`` columns. The seed sets in
-``classifiers/seed/*.jsonl`` are short Portuguese and English texts written for this project
+``classifiers/demo/seed/*.jsonl`` are short Portuguese and English texts written for this project
 (48 per set per language, balanced), so these models only demonstrate the mechanics: they are
 not corpus-quality classifiers. Train real ones with :func:`classifiers.train.train_classifier`
 on LLM-annotated samples (:mod:`classifiers.annotate`).
