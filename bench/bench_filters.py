@@ -6,11 +6,14 @@ quality, C4, FineWeb quality) with the same thresholds to every document, so the
 the script also reports how many keep/reject decisions agree.
 
     python bench/bench_filters.py [--input docs.parquet ...] [--repeats 3]
+
+Writes bench/filters_results.json (``--output``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -22,6 +25,7 @@ import pyarrow.parquet as pq
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data" / "warc"
+RESULTS = REPO / "bench" / "filters_results.json"
 sys.path.insert(0, str(REPO))
 
 
@@ -41,6 +45,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--input", nargs="+")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
     from datatrove.data import Document
     from datatrove.pipeline.filters import (
@@ -95,6 +100,14 @@ def main() -> None:
         print(f"  {name:10s} {n / med:8.1f} docs/s  {mb / med:6.2f} MB/s  (kept {sum(decisions[name])})")
     ratio = statistics.median(timings["datatrove"]) / statistics.median(timings["ours"])
     print(f"  ours/datatrove speed: {ratio:.1f}x; same decision on {agree}/{n} documents")
+    result = {"command": "python bench/bench_filters.py " + " ".join(sys.argv[1:]),
+              "input": args.input or f"{SHARED} extracted by our extract stage", "documents": n,
+              "mb": round(mb, 2), "repeats": args.repeats,
+              "seconds": {k: [round(x, 3) for x in v] for k, v in timings.items()},
+              "docs_per_s": {k: round(n / statistics.median(v), 1) for k, v in timings.items()},
+              "kept": {k: sum(v) for k, v in decisions.items()},
+              "ours_over_datatrove_speed": round(ratio, 2), "same_decision": agree}
+    args.output.write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -419,6 +419,47 @@ def _headline(report: dict[str, Any]) -> dict[str, Any]:
     return head
 
 
+# -- model size ---------------------------------------------------------------------------------
+#: fastText's own default bucket count: the most a data set gets, however many n-grams it has.
+MAX_BUCKET = 2_000_000
+#: The fewest buckets auto-sizing gives (quantization also needs >= 256 rows in the input matrix).
+MIN_BUCKET = 4096
+
+
+def count_ngrams(texts: Sequence[str], word_ngrams: int, minn: int, maxn: int, limit: int) -> int:
+    """Distinct word n-grams (2..word_ngrams, with fastText's end-of-line token) and character n-grams
+    (minn..maxn of each distinct word), counted up to ``limit`` (then ``limit`` is returned)."""
+    seen: set[int] = set()
+    words: set[str] = set()
+    for text in texts:
+        tokens = [*text.split(), "</s>"]
+        words.update(tokens)
+        for n in range(2, word_ngrams + 1):
+            seen.update(hash(tuple(tokens[i:i + n])) for i in range(len(tokens) - n + 1))
+        if len(seen) >= limit:
+            return limit
+    if maxn > 0:
+        for word in words:
+            w = f"<{word}>"
+            seen.update(hash(w[i:i + n]) for n in range(max(1, minn), maxn + 1) for i in range(len(w) - n + 1))
+            if len(seen) >= limit:
+                return limit
+    return len(seen)
+
+
+def auto_bucket(texts: Sequence[str], word_ngrams: int, minn: int, maxn: int) -> tuple[int, int]:
+    """(bucket, distinct n-grams): twice the distinct n-grams of the training text, in [MIN_BUCKET, MAX_BUCKET].
+
+    Why: ``model.bin`` holds ``bucket x dim`` floats whatever the data; fastText's 2M buckets make a
+    toy model ~0.5 GB. Twice the n-grams keeps hash collisions rare (most buckets hold one n-gram or
+    none), so accuracy is kept at a size proportionate to the data. No n-grams at all: no buckets.
+    """
+    if word_ngrams <= 1 and maxn <= 0:
+        return 0, 0
+    distinct = count_ngrams(texts, word_ngrams, minn, maxn, MAX_BUCKET // 2)
+    return min(MAX_BUCKET, max(MIN_BUCKET, 2 * distinct)), distinct
+
+
 # -- training ----------------------------------------------------------------------------------
 def train_classifier(
     input_paths: Sequence[str | os.PathLike[str]] | str | os.PathLike[str],
@@ -439,7 +480,7 @@ def train_classifier(
     minn: int = 0,
     maxn: int = 0,
     minCount: int = 1,  # noqa: N803
-    bucket: int = 1_000_000,
+    bucket: int | None = None,
     loss: str = "softmax",
     thread: int = 1,
     quantize: bool = False,
@@ -460,7 +501,8 @@ def train_classifier(
         test_fraction / seed: the deterministic stratified held-out split (see
             :func:`stratified_split`); ``seed`` also seeds shuffling and fastText.
         epoch, lr, wordNgrams, dim, minn, maxn, minCount, bucket, loss, thread: fastText settings.
-            ``bucket * dim * 4`` bytes is the size of the n-gram table in ``model.bin``.
+            ``bucket * dim * 4`` bytes is the size of the n-gram table in ``model.bin``; ``bucket=None``
+            (default) sizes it from the training text (`auto_bucket`), and the card records how.
             ``thread=1`` (default) makes the model byte-for-byte reproducible.
         quantize: also write ``model.ftz`` (much smaller; evaluated separately in the report).
 
@@ -502,6 +544,11 @@ def train_classifier(
     tmp_dir = out / "tmp"
     tmp_dir.mkdir(exist_ok=True)
     train_file = tmp_dir / "train.txt"
+    sizing: dict[str, Any] = {"bucket": bucket, "rule": "given"}
+    if bucket is None:
+        bucket, distinct = auto_bucket([texts[i] for i in order], wordNgrams, minn, maxn)
+        sizing = {"bucket": bucket, "distinct_ngrams": distinct,
+                  "rule": f"2 x distinct n-grams of the training text, in [{MIN_BUCKET}, {MAX_BUCKET}]"}
     model_path = out / "model.bin"
     ftz_path = out / "model.ftz" if quantize else None
     settings: dict[str, Any] = {
@@ -529,6 +576,7 @@ def train_classifier(
         },
         "quantize": quantize,
         "quantize_cutoff": quantize_cutoff if quantize else None,
+        "sizing": sizing,
     }
     try:
         with open(train_file, "w", encoding="utf-8") as fh:
@@ -642,6 +690,8 @@ def train_classifier(
         "positive_label": LABEL_PREFIX + positive_label if positive_label else None,
         "metrics": metrics,
         "label_counts": label_counts,
+        "sizing": {**sizing, "dim": dim, "model_bytes": model_path.stat().st_size,
+                   "model_ftz_bytes": ftz_path.stat().st_size if ftz_path else None},
     }
 
 

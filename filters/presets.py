@@ -12,8 +12,9 @@ plus ``enabled``::
     }
 
 `load_preset` always returns every keyword (class defaults filled in under the YAML values), so a
-preset is self-describing and ``Rule(**params)`` works. The YAML files under ``configs/presets/``
-only list what differs from the defaults.
+preset is self-describing and ``Rule(**params)`` works. The YAML files under ``filters/data/presets/``
+only list what differs from the defaults; they ship inside the package (package data), so an installed
+wheel filters with the same thresholds as a checkout.
 
 Why FineWeb2's method in `derive_preset`: thresholds that suit English are wrong elsewhere (German
 words are longer, Thai has no sentence periods). FineWeb2 computed each statistic over text known to
@@ -44,6 +45,7 @@ from filters.text_stats import PUNCTUATION, TextStats, find_duplicates, normaliz
 __all__ = [
     "RULE_CLASSES",
     "RULE_ORDER",
+    "PresetNotFoundError",
     "available_presets",
     "build_rules",
     "default_preset",
@@ -51,6 +53,7 @@ __all__ = [
     "load_preset",
     "merge_overrides",
     "reference_statistics",
+    "resolve_preset_dir",
 ]
 
 #: Rule name (preset key) -> class.
@@ -66,8 +69,17 @@ RULE_ORDER = ("gopher_repetition", "gopher_quality", "c4", "fineweb_quality")
 #: Top-level preset keys that are not rules.
 _META_KEYS = ("lang", "description", "derived")
 
-PRESET_DIR = Path(__file__).resolve().parent.parent / "configs" / "presets"
+#: The shipped presets: package data next to this module, found the same way from a checkout or a wheel.
+PRESET_DIR = Path(__file__).resolve().parent / "data" / "presets"
 _PRESET_DIR_ENV = "CPTCORPUS_PRESET_DIR"
+
+
+class PresetNotFoundError(FileNotFoundError):
+    """No ``<lang>.yaml`` in the preset directory; the message names the language and the directory.
+
+    A FileNotFoundError, so callers that treat "no preset" as "use the defaults" keep working, and
+    `pipelines` turns it into a config error where the user asked for the preset by name.
+    """
 
 
 def _rule_defaults(cls: type) -> dict[str, Any]:
@@ -83,7 +95,8 @@ def _rule_defaults(cls: type) -> dict[str, Any]:
     return out
 
 
-def _preset_dir(preset_dir: str | os.PathLike[str] | None) -> Path:
+def resolve_preset_dir(preset_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Where presets are read: `preset_dir`, else ``$CPTCORPUS_PRESET_DIR``, else the shipped `PRESET_DIR`."""
     if preset_dir is not None:
         return Path(preset_dir)
     env = os.environ.get(_PRESET_DIR_ENV)
@@ -92,7 +105,7 @@ def _preset_dir(preset_dir: str | os.PathLike[str] | None) -> Path:
 
 def available_presets(preset_dir: str | os.PathLike[str] | None = None) -> list[str]:
     """Languages with a preset file (``<lang>.yaml``) in the preset directory."""
-    d = _preset_dir(preset_dir)
+    d = resolve_preset_dir(preset_dir)
     return sorted(p.stem for p in d.glob("*.yaml")) if d.is_dir() else []
 
 
@@ -133,16 +146,17 @@ def merge_overrides(preset: Mapping[str, Any], overrides: Mapping[str, Any] | No
 def load_preset(lang: str, preset_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """The preset for `lang` (``pt``, ``por_Latn``, ``pt-BR`` ...): its YAML over `default_preset`.
 
-    Looks in `preset_dir`, else ``$CPTCORPUS_PRESET_DIR``, else the repository's
-    ``configs/presets``. Raises FileNotFoundError naming the available languages when there is no
-    file for `lang` (use `derive_preset` to make one).
+    Looks in `preset_dir`, else ``$CPTCORPUS_PRESET_DIR``, else the shipped ``filters/data/presets``.
+    Raises PresetNotFoundError naming the language, the file looked for and the available languages
+    when there is no file for `lang` (use `derive_preset` to make one).
     """
     code = normalize_lang(lang)
-    d = _preset_dir(preset_dir)
+    d = resolve_preset_dir(preset_dir)
     path = d / f"{code}.yaml"
     if not path.is_file():
-        raise FileNotFoundError(
-            f"no filter preset for language {lang!r} ({path}); available: {available_presets(d)}. "
+        where = "" if d.is_dir() else " (that directory does not exist)"
+        raise PresetNotFoundError(
+            f"no filter preset for language {lang!r}: looked for {path}{where}; available: {available_presets(d)}. "
             "Derive one from good reference text with filters.presets.derive_preset."
         )
     with open(path, encoding="utf-8") as f:
@@ -272,7 +286,7 @@ def derive_preset(
     if base is None:
         try:
             base = load_preset(code)
-        except FileNotFoundError:
+        except PresetNotFoundError:
             base = default_preset(code)
             base["c4"]["enabled"] = False
     preset = copy.deepcopy(dict(base))

@@ -18,7 +18,7 @@ their thresholds were tuned on those measurements:
   exactly into grapheme clusters: a base character plus the combining marks that follow it, so a Thai
   syllable such as ``ที่`` stays one unit. Runs of Latin letters or digits inside such text are split
   as above. No dictionary or model is needed, nothing is downloaded. Thresholds for these languages
-  are stated in characters (see ``configs/presets``), and n-gram character lengths do not count the
+  are stated in characters (see ``filters/data/presets``), and n-gram character lengths do not count the
   artificial spaces between characters.
 
 A different segmenter (pythainlp, jieba, spaCy, ...) can be plugged in per language with

@@ -14,7 +14,7 @@ import os
 import sys
 
 from pipelines import commands, io, model_commands, registry
-from pipelines.config import STAGES, Config, ConfigError, load_config
+from pipelines.config import STAGES, Config, ConfigError, check_output_writable, load_config
 from pipelines.registry import REGISTRY
 from pipelines.runner import (
     FAILURES_NAME,
@@ -151,6 +151,8 @@ def _add_common(p: argparse.ArgumentParser, with_io: bool = True) -> None:
     p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray runtime")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--strict", action="store_true", help="exit non-zero if any file or record was skipped")
+    p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                   help="log progress details, and the traceback of an error")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -231,18 +233,11 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted; re-run the same command to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
     except (ConfigError, SchemaError, FileNotFoundError) as err:
+        log.info("error details", exc_info=True)  # shown with -v
         print(f"error: {err}", file=sys.stderr)
         return EXIT_CONFIG
     finally:
         shutdown_ray()
-
-
-def _check_output(path: str) -> None:
-    from pipelines import config as config_module
-
-    check = getattr(config_module, "check_output_writable", None)
-    if check is not None:
-        check(path)
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -262,9 +257,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "validate":
         return _validate(args.manifest)
     config = _load(args)
+    io.configure_storage(config.storage_options)
     progress = not args.no_progress
     run_dir = args.output if args.command != "run" and args.output else config.run_dir
-    _check_output(run_dir)
+    check_output_writable(run_dir)
     _save_resolved(config, run_dir)
     init_ray(config.ray)  # the one place a command connects to (or starts) Ray
     if args.command == "run":

@@ -1,4 +1,5 @@
-"""Sub-commands that consume a finished run: ``mix``, ``plan-mixture`` and ``report``.
+"""Sub-commands that consume a finished run: ``mix``, ``plan-mixture``, ``report``, ``tokenizer-report``
+and ``extend-vocab``.
 
 They live here rather than in ``pipelines.cli`` so the stage CLI stays small; ``cli`` registers them
 with ``add_parsers`` and hands them over with ``dispatch``. None of them starts Ray.
@@ -13,7 +14,7 @@ import sys
 
 from pipelines import io
 
-COMMANDS = ("mix", "plan-mixture", "report")
+COMMANDS = ("mix", "plan-mixture", "report", "tokenizer-report", "extend-vocab")
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -37,6 +38,28 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir", nargs="?", help="the run directory (runs/<name>)")
     p.add_argument("--config", help="run config, instead of RUN_DIR: report on its run directory")
     p.add_argument("--top", type=int, default=20, help="rules shown in the rejections plot")
+    _add_tokenizer_parsers(sub)
+
+
+def _add_tokenizer_parsers(sub: argparse._SubParsersAction) -> None:
+    """``tokenizer-report`` and ``extend-vocab`` (pipelines.tokenizer_report, pipelines.extend_vocab)."""
+    p = sub.add_parser("tokenizer-report", help="tokens per word etc. per language and quality bucket, "
+                       "for one or more tokenizer.json files, on a sample of the corpus")
+    p.add_argument("--tokenizer", nargs="+", required=True, help="tokenizer.json file(s), compared side by side")
+    p.add_argument("--manifest", required=True, help="the corpus manifest (runs/<name>/corpus/manifest.json)")
+    p.add_argument("--sample-docs", type=int, default=2000, help="documents sampled (default 2000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--output", help="report JSON (default: <run>/report/tokenizer_report.json)")
+    p = sub.add_parser("extend-vocab", help="add N target-language tokens to a BPE tokenizer, keeping base ids")
+    p.add_argument("--base", required=True, help="the base model's tokenizer.json (BPE)")
+    p.add_argument("--manifest", required=True, help="the corpus manifest (runs/<name>/corpus/manifest.json)")
+    p.add_argument("--add", type=int, required=True, help="new tokens to add")
+    p.add_argument("--output", required=True, help="directory for tokenizer.json, new_tokens.jsonl, report")
+    p.add_argument("--lang", default="pt", help="target language, as in the corpus's lang column (default pt)")
+    p.add_argument("--sample-docs", type=int, default=20_000, help="target-language documents sampled")
+    p.add_argument("--holdout", type=float, default=0.1, help="share of them held out for the report")
+    p.add_argument("--min-frequency", type=int, default=2, help="tokens a new merge must save on the sample")
+    p.add_argument("--seed", type=int, default=0)
 
 
 def dispatch(args: argparse.Namespace) -> int:
@@ -45,6 +68,7 @@ def dispatch(args: argparse.Namespace) -> int:
     from pipelines.filterexpr import FilterSyntaxError
     from pipelines.mixture import RecipeError
     from pipelines.planner import PlannerError
+    from pipelines.tokenizer_report import TokenizerInputError
 
     try:
         if args.command == "mix":
@@ -56,7 +80,10 @@ def dispatch(args: argparse.Namespace) -> int:
 
             print(write_report(_run_dir(args), args.top))
             return 0
-    except (RecipeError, PlannerError, FilterSyntaxError, FileNotFoundError, ConfigError) as err:
+        if args.command in ("tokenizer-report", "extend-vocab"):
+            return _tokenizers(args)
+    except (RecipeError, PlannerError, FilterSyntaxError, FileNotFoundError, ConfigError,
+            TokenizerInputError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     raise ValueError(f"not a command of this module: {args.command}")
@@ -78,6 +105,25 @@ def _mix(args: argparse.Namespace) -> int:
         print(f"warning: {w}", file=sys.stderr)
     print(f"megatron --data-path {mixture['exports']['megatron']['data_path']}", file=sys.stderr)
     print(mixture["path"])
+    return 0
+
+
+def _tokenizers(args: argparse.Namespace) -> int:
+    if args.command == "tokenizer-report":
+        from pipelines import tokenizer_report as tr
+
+        report = tr.tokenizer_report(args.tokenizer, args.manifest, args.sample_docs, args.seed)
+        out = args.output or tr.default_output(args.manifest)
+        io.write_json_atomic(out, report)
+        print(tr.format_summary(report), file=sys.stderr)
+        print(out)
+        return 0
+    from pipelines.extend_vocab import extend_vocab, format_summary
+
+    report = extend_vocab(args.base, args.manifest, args.add, args.output, args.lang, args.sample_docs,
+                          args.holdout, args.seed, args.min_frequency)
+    print(format_summary(report), file=sys.stderr)
+    print(args.output)
     return 0
 
 

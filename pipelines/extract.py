@@ -3,7 +3,9 @@
 Keeps 2xx responses whose payload is HTML (by header or by content), decodes them with the right
 charset, and extracts the main text with trafilatura (precision-oriented, as FineWeb does) or
 resiliparse (about 20x faster, somewhat noisier). Every response record ends up either as a
-document or as a rejected row with its reason; file-level problems are failures with a reason.
+document or as a rejected row with its reason, or, when it cannot be parsed at all, as a failure
+(``records_in = docs_out + docs_rejected + unparseable``); file-level problems are failures with a
+reason, and a file that breaks off keeps the rows read before (``records_kept`` in its failure).
 """
 
 from __future__ import annotations
@@ -27,14 +29,26 @@ from pipelines.config import Config, ExtractConfig
 from pipelines.runner import MAX_FAILURES_LISTED
 from pipelines.schema import EXTRACT_REJECTED_SCHEMA, EXTRACT_SCHEMA, REJECT_REASON
 from pipelines.stage import Stage
-from pipelines.warc import WarcReadError, decode_html, html_decision, iter_conversions, iter_responses
+from pipelines.warc import (
+    SkippedRecord,
+    WarcReadError,
+    decode_html,
+    html_decision,
+    iter_conversions,
+    iter_responses,
+    read_warcinfo,
+)
 
 _SNAPSHOT = re.compile(r"CC-MAIN-\d{4}-\d{2}")
 WARC_SUFFIXES = (".warc.gz", ".warc", ".arc.gz", ".arc", ".warc.zst", ".gz", ".ranges.parquet")
 
 
-class RecordTimeout(Exception):
-    """Extraction of one record ran past ``record_timeout_s``."""
+class RecordTimeout(BaseException):
+    """Extraction of one record ran past ``record_timeout_s``.
+
+    A BaseException, like KeyboardInterrupt: trafilatura wraps its fallback extractors in
+    ``except Exception`` and would swallow the timeout and carry on extracting.
+    """
 
 
 @contextmanager
@@ -101,6 +115,10 @@ def nesting_depth_over(html: str, limit: int) -> bool:
 
 def make_extractor(cfg: ExtractConfig) -> Callable[[str], str | None]:
     """Return ``html -> text`` for the configured extractor (imports happen once, here)."""
+    if cfg.extractor == "fast":
+        from pipelines.fast_extract import FastExtractor, load_model
+
+        return FastExtractor(load_model(cfg.fast_model))
     if cfg.extractor == "resiliparse":
         from resiliparse.extract.html2text import extract_plain_text
         from resiliparse.parse.html import HTMLTree
@@ -154,6 +172,19 @@ def snapshot_of(path: str, default: str | None) -> str | None:
     return m.group(0) if m else default
 
 
+def file_snapshot(input_path: str, path: str | None, configured: str | None) -> str | None:
+    """The crawl a file belongs to: its name, else ``extract.snapshot``, else its warcinfo ``isPartOf``.
+
+    Common Crawl names every file after its crawl, but renamed or re-hosted copies lose that; their
+    warcinfo record still says ``isPartOf: CC-MAIN-...``. It is read only when both others are missing.
+    """
+    found = snapshot_of(input_path, configured)
+    if found is not None or path is None:
+        return found
+    m = _SNAPSHOT.search(read_warcinfo(path).get("isPartOf", ""))
+    return m.group(0) if m else None
+
+
 _BLANK_LINES = re.compile(r"\n{3,}")
 
 
@@ -161,6 +192,20 @@ def normalise_text(text: str) -> str:
     """Trim trailing spaces per line and collapse runs of blank lines (extractors differ here)."""
     lines = [line.rstrip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
     return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
+
+
+def file_failure(stage: str, input_path: str, err: WarcReadError, records_kept: int) -> dict:
+    """The failure entry of a file whose reading broke off after ``records_kept`` records.
+
+    Those records' rows (documents and rejected) stay in the output; ``records_kept`` says how many,
+    so ``--strict`` and the report can tell a partly read file from one that gave nothing.
+    """
+    detail = err.detail
+    if records_kept:
+        detail = f"partially read ({records_kept} records kept): {detail}" if detail else \
+            f"partially read ({records_kept} records kept)"
+    return {"stage": stage, "file": input_path, "record": None, "reason": err.reason,
+            "detail": detail[:300], "records_kept": records_kept}
 
 
 class ExtractStage(Stage):
@@ -196,15 +241,16 @@ class ExtractStage(Stage):
         if self._extract is None and cfg.format == "warc":
             self._extract = make_extractor(cfg)
         started = time.perf_counter()
-        snapshot = snapshot_of(input_path, cfg.snapshot)
+        snapshot = file_snapshot(input_path, path, cfg.snapshot)
         writers = io.ShardOutput(output_dir, shard, EXTRACT_SCHEMA, EXTRACT_REJECTED_SCHEMA)
         kept_w, rej_w = writers.kept, writers.rejected
         kept: list[dict] = []
         rejected: list[dict] = []
         reasons: Counter = Counter()
+        repaired: Counter = Counter()
         failures: list[dict] = []
         failure_counts: Counter = Counter()
-        docs_in = bytes_out = 0
+        docs_in = bytes_out = skipped = 0
 
         def fail(reason: str, detail: str = "", record: str | None = None) -> None:
             failure_counts[reason] += 1
@@ -233,7 +279,13 @@ class ExtractStage(Stage):
                 else:
                     records = iter_responses(path, cfg.max_record_bytes, cfg.max_decompressed_bytes)
                 for rec in records:
+                    if isinstance(rec, SkippedRecord):  # unparseable: a failure with no row
+                        skipped += 1
+                        fail(rec.reason, rec.detail, rec.record_id)
+                        continue
                     docs_in += 1
+                    if rec.repaired:
+                        repaired[rec.repaired] += 1
                     # WET: the id of the response the text came from, so it matches WARC extraction
                     record_id = (rec.refers_to or rec.record_id) if wet else rec.record_id
                     row = {
@@ -258,14 +310,16 @@ class ExtractStage(Stage):
                         reasons[reason.split("=", 1)[0]] += 1
                         rejected.append(row)
                     flush()
-            except WarcReadError as err:
-                fail(err.reason, err.detail)
+            except WarcReadError as err:  # listed even past the cap: one per file, and it says what was lost
+                failure_counts[err.reason] += 1
+                failures.append(file_failure(self.name, input_path, err, docs_in))
             flush(force=True)
             sizes = writers.close()
         except BaseException:
             writers.abort()
             raise
         stats = {
+            "records_in": docs_in + skipped,  # = docs_out + docs_rejected + records skipped as unparseable
             "docs_in": docs_in,
             "docs_out": kept_w.rows,
             "docs_rejected": rej_w.rows,
@@ -277,8 +331,13 @@ class ExtractStage(Stage):
             "outputs": sizes,
             "seconds": round(time.perf_counter() - started, 4),
         }
-        if fetched is not None:  # summed by the runner into the summary's counters.fetch
-            stats["counters"] = {"fetch": fetched.counters}
+        counters = {}  # summed by the runner into the summary's counters
+        if repaired:
+            counters["repaired"] = dict(sorted(repaired.items()))
+        if fetched is not None:
+            counters["fetch"] = fetched.counters
+        if counters:
+            stats["counters"] = counters
         return stats
 
     def _wet_record(self, rec) -> tuple[str | None, str | None, str | None]:

@@ -11,7 +11,10 @@ import glob
 import hashlib
 import json
 import os
+import posixpath
 import re
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
@@ -30,6 +33,19 @@ def is_url(path: str) -> bool:
     return bool(_URL_RE.match(path)) and not path.startswith("file://")
 
 
+def abspath(path: str) -> str:
+    """``os.path.abspath`` for local paths; URLs are already absolute and must keep their ``//``."""
+    return path if is_url(path) else os.path.abspath(_strip_file_scheme(path))
+
+
+def normpath(path: str) -> str:
+    """``os.path.normpath`` that leaves a URL's scheme intact (normpath would fold ``s3://`` to ``s3:/``)."""
+    if not is_url(path):
+        return os.path.normpath(path)
+    scheme, rest = path.split("://", 1)
+    return f"{scheme}://{posixpath.normpath(rest)}"
+
+
 def _strip_file_scheme(path: str) -> str:
     return path[len("file://") :] if path.startswith("file://") else path
 
@@ -45,11 +61,7 @@ def expand_inputs(patterns: Iterable[str], suffixes: tuple[str, ...] = ()) -> li
     for pattern in patterns:
         pattern = _strip_file_scheme(str(pattern))
         if is_url(pattern):
-            fs, _, paths = fsspec.get_fs_token_paths(pattern)
-            protocol = fs.protocol[0] if isinstance(fs.protocol, tuple | list) else fs.protocol
-            found = [p if is_url(p) else f"{protocol}://{p}" for p in paths] if any(
-                c in pattern for c in "*?["
-            ) else [pattern]
+            found = _expand_url(pattern, suffixes)
         elif os.path.isdir(pattern):
             found = [
                 os.path.join(pattern, name)
@@ -67,6 +79,19 @@ def expand_inputs(patterns: Iterable[str], suffixes: tuple[str, ...] = ()) -> li
             raise FileNotFoundError(f"input pattern matched no files: {pattern}")
         out.extend(found)
     return sorted(dict.fromkeys(out))
+
+
+def _expand_url(pattern: str, suffixes: tuple[str, ...]) -> list[str]:
+    """A URL, a glob of URLs, or an object-store prefix (a stage's output "directory")."""
+    fs, _, paths = fsspec.get_fs_token_paths(pattern)
+    protocol = fs.protocol[0] if isinstance(fs.protocol, tuple | list) else fs.protocol
+    if any(c in pattern for c in "*?["):
+        return [p if is_url(p) else f"{protocol}://{p}" for p in paths]
+    if pattern.startswith(("http://", "https://")) or not isdir(pattern):
+        return [pattern]
+    return [f"{pattern.rstrip('/')}/{name}" for name in listdir(pattern)
+            if not name.startswith((".", "_")) and (not suffixes or name.endswith(suffixes))
+            and isfile(f"{pattern.rstrip('/')}/{name}")]
 
 
 _NAME_SUFFIXES = (".warc.gz", ".warc.wet.gz", ".wet.gz", ".arc.gz", ".warc", ".arc", ".parquet", ".gz")
@@ -98,12 +123,13 @@ def shard_names(paths: list[str]) -> list[str]:
     ]
 
 
-def open_input(path: str, mode: str = "rb") -> IO[Any]:
+def open_input(path: str, mode: str = "rb", **kwargs: Any) -> IO[Any]:
     """Open a local path or an fsspec URL (s3://, https://, gs://, ...) for streaming reads."""
     path = _strip_file_scheme(path)
     if is_url(path):
-        return fsspec.open(path, mode).open()
-    return open(path, mode)  # noqa: SIM115 - the caller closes it
+        fs, p = _fs(path)
+        return fs.open(p, mode, **kwargs)
+    return open(path, mode, **kwargs)  # noqa: SIM115 - the caller closes it
 
 
 def input_size(path: str) -> int | None:
@@ -117,23 +143,165 @@ def input_size(path: str) -> int | None:
         return None
 
 
+def _fs(path: str) -> tuple[Any, str]:
+    """The fsspec file system of an object-store URL and the path inside it.
+
+    Options (endpoint URL, region...) come from fsspec's configuration, which ``configure_storage``
+    fills from the config's ``storage_options``; credentials come only from the environment or the
+    provider's own chain (never from config files).
+    """
+    fs, p = fsspec.core.url_to_fs(path)
+    # Other processes (Ray workers on any node) write the objects this one reads: a listing cached
+    # before they finished would hide or truncate them.
+    fs.invalidate_cache()
+    return fs, p
+
+
+_storage_options: dict[str, dict[str, Any]] = {}
+
+
+def configure_storage(options: dict[str, dict[str, Any]]) -> None:
+    """Apply ``storage_options`` (``{protocol: {option: value}}``) to every fsspec file system this
+    process creates from now on (``fsspec.config.conf`` is what ``url_to_fs`` reads)."""
+    for protocol, kwargs in options.items():
+        fsspec.config.conf.setdefault(protocol, {}).update(kwargs)
+        _storage_options.setdefault(protocol, {}).update(kwargs)
+    fsspec.AbstractFileSystem.clear_instance_cache()
+
+
+def storage_env() -> dict[str, str]:
+    """The configured options as environment variables (``FSSPEC_S3='{...}'``), which fsspec reads at
+    import: every Ray task gets them (``runner.remote_task``), so workers on any node use the same
+    endpoint as the driver."""
+    return {f"FSSPEC_{protocol.upper()}": json.dumps(kwargs, sort_keys=True)
+            for protocol, kwargs in sorted(_storage_options.items())}
+
+
+def exists(path: str) -> bool:
+    if is_url(path):
+        fs, p = _fs(path)
+        return bool(fs.exists(p))
+    return os.path.exists(path)
+
+
+def isfile(path: str) -> bool:
+    if is_url(path):
+        fs, p = _fs(path)
+        return bool(fs.isfile(p))
+    return os.path.isfile(path)
+
+
+def isdir(path: str) -> bool:
+    """A local directory, or an object-store prefix with at least one object under it."""
+    if is_url(path):
+        fs, p = _fs(path)
+        return bool(fs.isdir(p))
+    return os.path.isdir(path)
+
+
+def file_size(path: str) -> int:
+    if is_url(path):
+        fs, p = _fs(path)
+        return int(fs.size(p))
+    return os.path.getsize(path)
+
+
+def file_version(path: str) -> dict[str, Any]:
+    """Size and a change token of a file (mtime locally; ETag or modification time on object stores),
+    for cache keys that must change when the file is rewritten."""
+    if is_url(path):
+        fs, p = _fs(path)
+        info = fs.info(p)
+        token = info.get("ETag") or info.get("etag") or info.get("LastModified") or info.get("mtime")
+        return {"path": path, "size": int(info["size"]), "version": str(token)}
+    st = os.stat(path)
+    return {"path": path, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def listdir(path: str) -> list[str]:
+    """Names directly under a directory or prefix (files and sub-directories), sorted; [] if absent."""
+    if is_url(path):
+        fs, p = _fs(path)
+        try:
+            return sorted(e.rstrip("/").rsplit("/", 1)[-1] for e in fs.ls(p, detail=False, refresh=True))
+        except FileNotFoundError:
+            return []
+    return sorted(os.listdir(path)) if os.path.isdir(path) else []
+
+
+def remove(path: str) -> None:
+    if is_url(path):
+        fs, p = _fs(path)
+        fs.rm_file(p)
+    else:
+        os.remove(path)
+
+
+def rmtree(path: str) -> None:
+    """Remove a directory or every object under a prefix; absent is fine."""
+    if is_url(path):
+        fs, p = _fs(path)
+        with suppress(FileNotFoundError):
+            fs.rm(p, recursive=True)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _arrow_args(path: str) -> tuple[str, Any]:
+    """``(path, filesystem)`` for pyarrow: object-store URLs go through fsspec (same options and
+    credentials as every other access); local paths through pyarrow's own file system."""
+    if is_url(path):
+        fs, p = _fs(path)
+        return p, fs
+    return _strip_file_scheme(path), None
+
+
+def read_parquet(path: str, **kwargs: Any) -> pa.Table:
+    p, fs = _arrow_args(path)
+    return pq.read_table(p, filesystem=fs, **kwargs)
+
+
+def parquet_file(path: str) -> pq.ParquetFile:
+    """An open ``ParquetFile`` (row groups, batches, metadata) for a local path or URL."""
+    return pq.ParquetFile(open_input(path)) if is_url(path) else pq.ParquetFile(path)
+
+
+def read_parquet_schema(path: str) -> pa.Schema:
+    return parquet_file(path).schema_arrow
+
+
 def ensure_dir(path: str) -> None:
-    os.makedirs(path, exist_ok=True)
+    if not is_url(path):  # object stores have no directories: a prefix exists once an object is under it
+        os.makedirs(path, exist_ok=True)
 
 
 def tmp_path(final: str) -> str:
+    if is_url(final):  # spooled locally, then uploaded whole under the final name
+        return os.path.join(tempfile.gettempdir(), f"{_TMP_PREFIX}{uuid.uuid4().hex[:8]}-{final.rsplit('/', 1)[-1]}")
     head, tail = os.path.split(final)
     return os.path.join(head, f"{_TMP_PREFIX}{uuid.uuid4().hex[:8]}-{tail}")
 
 
+def _publish(tmp: str, final: str) -> None:
+    """Make a finished temporary file visible under ``final``: a rename locally; on an object store
+    one upload (a PUT, or a multipart upload completed at the end), which is atomic: no reader ever
+    sees part of the object."""
+    if is_url(final):
+        fs, p = _fs(final)
+        fs.put_file(tmp, p)
+        os.remove(tmp)
+    else:
+        os.replace(tmp, final)
+
+
 @contextmanager
 def atomic_path(final: str) -> Iterator[str]:
-    """Yield a temporary path next to ``final``; rename it into place only if the block succeeds."""
+    """Yield a temporary path for ``final``; publish it under ``final`` only if the block succeeds."""
     ensure_dir(os.path.dirname(final) or ".")
     tmp = tmp_path(final)
     try:
         yield tmp
-        os.replace(tmp, final)
+        _publish(tmp, final)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -152,7 +320,8 @@ def write_table_atomic(final: str, table: pa.Table, row_group_rows: int = 10_000
     """Write a Parquet file atomically; returns its size in bytes."""
     with atomic_path(final) as tmp:
         pq.write_table(table, tmp, row_group_size=row_group_rows, compression=compression)
-    return os.path.getsize(final)
+        size = os.path.getsize(tmp)
+    return size
 
 
 class AtomicParquetWriter:
@@ -188,8 +357,9 @@ class AtomicParquetWriter:
             self.schema = self.schema or pa.schema([])
             self._writer = pq.ParquetWriter(self._tmp, self.schema, compression=self.compression)
         self._writer.close()
-        os.replace(self._tmp, self.final)
-        return os.path.getsize(self.final)
+        size = os.path.getsize(self._tmp)
+        _publish(self._tmp, self.final)
+        return size
 
     def abort(self) -> None:
         if self._writer is not None:
@@ -223,9 +393,12 @@ class ShardOutput:
 
 
 def remove_stale_tmp(directory: str) -> int:
-    """Delete temporary files a killed run left behind; returns how many were removed."""
+    """Delete temporary files a killed run left behind; returns how many were removed.
+
+    Object stores get none: their temporary files are local spools, published by one upload.
+    """
     removed = 0
-    if not os.path.isdir(directory):
+    if is_url(directory) or not os.path.isdir(directory):
         return 0
     for root, _, files in os.walk(directory):
         for name in files:
@@ -238,7 +411,7 @@ def remove_stale_tmp(directory: str) -> int:
 def read_json(path: str) -> Any:
     """A JSON file's content, or None when it is missing or not valid JSON (e.g. cut by a kill)."""
     try:
-        with open(path, encoding="utf-8") as fh:
+        with open_input(path, "r", encoding="utf-8") as fh:
             return json.load(fh)
     except (FileNotFoundError, IsADirectoryError, json.JSONDecodeError):
         return None
@@ -246,7 +419,7 @@ def read_json(path: str) -> Any:
 
 def sha256_file(path: str, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with open_input(path, "rb") as fh:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
@@ -254,6 +427,9 @@ def sha256_file(path: str, chunk: int = 1 << 20) -> str:
 
 def list_parquet(directory: str) -> list[str]:
     """The Parquet shards directly under a stage directory (not rejected/ or temp files), sorted."""
+    if is_url(directory):
+        return [f"{directory.rstrip('/')}/{n}" for n in listdir(directory)
+                if n.endswith(".parquet") and not n.startswith(".")]
     p = Path(directory)
     if not p.is_dir():
         return []

@@ -12,7 +12,7 @@ from collections import Counter
 import pyarrow as pa
 
 from classifiers.langid import LanguageIdentifier
-from pipelines.config import Config
+from pipelines.config import Config, check_langid_labels
 from pipelines.schema import with_column
 from pipelines.stage import DocumentStage
 
@@ -39,7 +39,9 @@ class LangidStage(DocumentStage):
     def check_inputs(self, files: list[str]) -> None:
         super().check_inputs(files)
         cfg = self.config.langid
-        get_identifier(cfg.model, cfg.label_prefix, cfg.max_chars)  # fail early on a bad model path
+        ident = get_identifier(cfg.model, cfg.label_prefix, cfg.max_chars)  # fail early on a bad model path
+        if cfg.model is not None:  # the bundled lid.176's labels are checked with the config
+            check_langid_labels(cfg, ident.labels, cfg.model)
 
     def process_batch(self, table: pa.Table):
         cfg = self.config.langid

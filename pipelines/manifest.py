@@ -21,13 +21,13 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-import pyarrow.parquet as pq
-
 from pipelines import __version__, io
 from pipelines.config import STAGES, Config
+from pipelines.megatron import IndexedDataset, IndexedDatasetError
 from pipelines.shard import SHARD_PREFIX, SHARD_SUMMARY, STATS_DIR, balance_ratio, describe_shard
+from pipelines.tokens import describe_tokens
 
-MANIFEST_VERSION = "1.1"
+MANIFEST_VERSION = "1.2"
 MANIFEST_NAME = "manifest.json"
 _DETERMINISTIC_SUMMARY_KEYS = ("docs_in", "docs_out", "docs_rejected", "records_in", "bytes_in", "bytes_out",
                                "reasons", "failures_by_reason", "counters", "tokens", "token_counter",
@@ -38,6 +38,23 @@ _TIMING_KEYS = ("wall_seconds", "task_seconds", "docs_per_s", "mb_per_s", "docs_
 _COUNTS = {"type": "object", "required": ["rows", "tokens"], "additionalProperties": False,
            "properties": {"rows": {"type": "integer", "minimum": 0}, "tokens": {"type": "integer", "minimum": 0}}}
 _COUNTS_BY_LABEL = {"type": "object", "additionalProperties": {"$ref": "#/$defs/counts"}}
+_FILE = {"type": "object", "required": ["path", "bytes", "sha256"], "additionalProperties": False,
+         "properties": {"path": {"type": "string", "description": "relative to the manifest's directory"},
+                        "bytes": {"type": "integer", "minimum": 0},
+                        "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}}
+_TOKENIZED = {
+    "type": "object", "additionalProperties": False,
+    "required": ["prefix", "dtype", "documents", "tokens", "special_tokens", "bin", "idx"],
+    "description": "the shard as a Megatron/NeMo indexed dataset (tokenize stage): document i is row i",
+    "properties": {
+        "prefix": {"type": "string", "description": "Megatron --data-path prefix, relative to the manifest's directory"},
+        "dtype": {"enum": ["uint16", "int32"]},
+        "documents": {"type": "integer", "minimum": 0},
+        "tokens": {"type": "integer", "minimum": 0, "description": "tokens of the text, without EOS/BOS"},
+        "special_tokens": {"type": "integer", "minimum": 0, "description": "EOS/BOS added per document"},
+        "bin": _FILE, "idx": _FILE,
+    },
+}
 
 #: JSON Schema (draft 2020-12) of manifest.json; ``docs/manifest.schema.json`` is this, written out.
 MANIFEST_SCHEMA: dict[str, Any] = {
@@ -76,9 +93,13 @@ MANIFEST_SCHEMA: dict[str, Any] = {
                                 "tokens": {"type": "integer", "minimum": 0},
                                 "bytes": {"type": "integer", "minimum": 0},
                                 "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                                "tokenized": _TOKENIZED,
                             },
                         },
                     },
+                    "tokenizer": {"type": ["object", "null"],
+                                  "description": "the tokenizer of the shards' `tokenized` files (name, sha256, "
+                                                 "vocab_size, dtype, eos_token, bos_token)"},
                     "totals": {"type": "object", "required": ["rows", "tokens", "bytes", "shards"],
                                "additionalProperties": False,
                                "properties": {k: {"type": "integer", "minimum": 0}
@@ -101,6 +122,9 @@ MANIFEST_SCHEMA: dict[str, Any] = {
                                        "bytes_per_token": {"type": "number"}},
                     },
                     "rehydration": {"type": ["object", "null"]},
+                    "quality_buckets": {"type": ["object", "null"],
+                                        "description": "shard.quality_buckets settings, edges per language and "
+                                                       "column, rows and tokens per `quality_bucket`"},
                 },
             },
         },
@@ -165,18 +189,19 @@ def describe_shards(config: Config, corpus_dir: str) -> list[dict]:
         full = os.path.join(corpus_dir, name)
         marker = io.read_json(os.path.join(corpus_dir, STATS_DIR, name + ".json")) or {}
         desc = marker.get("describe")
-        if (desc and os.path.isfile(full) and desc.get("bytes") == os.path.getsize(full)
+        if (desc and io.isfile(full) and desc.get("bytes") == io.file_size(full)
                 and desc.get("bucket_config") == bucket_config):
             out[name] = desc
-        elif os.path.isfile(full):
+        elif io.isfile(full):
             missing.append(name)
         else:
             raise FileNotFoundError(f"{full}: shard listed by the shard stage is missing; re-run `cptcorpus shard`")
     if missing:
         import ray
 
-        remote = ray.remote(describe_shard).options(num_cpus=config.ray.task_cpus,
-                                                    max_retries=config.ray.max_retries)
+        from pipelines.runner import remote_task
+
+        remote = remote_task(describe_shard, "manifest.describe", config.ray)
         refs = [remote.remote(os.path.join(corpus_dir, n), cfg.score_columns, cfg.score_bucket_width)
                 for n in missing]
         for name, desc in zip(missing, ray.get(refs), strict=True):
@@ -212,7 +237,8 @@ def build_manifest(config: Config, corpus_dir: str) -> dict:
         for col, buckets in d["by_score"].items():
             _merge(by_score.setdefault(col, {}), buckets)
     shards = [{k: d[k] for k in ("path", "rows", "tokens", "bytes", "sha256")} for d in descs]
-    columns = pq.read_schema(os.path.join(corpus_dir, shards[0]["path"])).names if shards else []
+    columns = io.read_parquet_schema(os.path.join(corpus_dir, shards[0]["path"])).names if shards else []
+    tokenizer = _attach_tokens(config, corpus_dir, shards)
 
     stages, timings = {}, {}
     for stage in STAGES:
@@ -240,6 +266,8 @@ def build_manifest(config: Config, corpus_dir: str) -> dict:
             "by_dup_cluster_size": dict(sorted(by_dup.items(), key=lambda kv: _size_order(kv[0]))),
             "token_counter": shard_summary.get("token_counter_info"),
             "rehydration": shard_summary.get("rehydration"),
+            "quality_buckets": shard_summary.get("quality_buckets"),
+            "tokenizer": tokenizer,
         }],
         "lineage": {
             "code_version": __version__,
@@ -254,6 +282,23 @@ def build_manifest(config: Config, corpus_dir: str) -> dict:
     }
     io.write_json_atomic(os.path.join(corpus_dir, MANIFEST_NAME), manifest)
     return manifest
+
+
+def _attach_tokens(config: Config, corpus_dir: str, shards: list[dict]) -> dict | None:
+    """Add each shard's Megatron token files (tokenize stage) to its entry; returns their tokenizer."""
+    tokens_dir = config.stage_dir("tokenize")
+    if not io.isdir(tokens_dir):
+        return None
+    tokenizers: dict[str, dict] = {}
+    for shard in shards:
+        found = describe_tokens(tokens_dir, shard["path"].removesuffix(".parquet"), shard["rows"], corpus_dir)
+        if found is not None:
+            shard["tokenized"], info = found
+            tokenizers[json.dumps(info, sort_keys=True)] = info
+    if len(tokenizers) > 1:
+        raise ValueError(f"{tokens_dir}: shards tokenized with different tokenizers or settings "
+                         f"({', '.join(tokenizers)}); re-run `cptcorpus tokenize`")
+    return next(iter(tokenizers.values()), None)
 
 
 def _size_order(label: str) -> int:
@@ -275,10 +320,10 @@ def check_manifest_schema(manifest: Any) -> list[str]:
 def _check_shard(base: str, shard: dict) -> list[str]:
     name = shard["path"]
     full = os.path.join(base, name)
-    if not os.path.isfile(full):
+    if not io.isfile(full):
         return [f"{name}: MISSING — listed in the manifest but not found at {full}"]
     problems = []
-    size = os.path.getsize(full)
+    size = io.file_size(full)
     if size != shard["bytes"]:
         problems.append(f"{name}: SIZE — file has {size} bytes, manifest says {shard['bytes']}")
     digest = io.sha256_file(full)
@@ -286,8 +331,8 @@ def _check_shard(base: str, shard: dict) -> list[str]:
         problems.append(f"{name}: CHECKSUM — sha256 is {digest}, manifest says {shard['sha256']} "
                         "(the file was modified, truncated or corrupted after the manifest was written)")
     try:
-        meta = pq.read_metadata(full)
-        tokens = sum(t or 0 for t in pq.read_table(full, columns=["token_count"]).column(0).to_pylist())
+        meta = io.parquet_file(full).metadata
+        tokens = sum(t or 0 for t in io.read_parquet(full, columns=["token_count"]).column(0).to_pylist())
     except Exception as err:  # any reader error means the same thing to the user: unreadable
         problems.append(f"{name}: UNREADABLE — not a readable Parquet shard ({type(err).__name__}: {err})")
         return problems
@@ -296,6 +341,38 @@ def _check_shard(base: str, shard: dict) -> list[str]:
     if tokens != shard["tokens"]:
         problems.append(f"{name}: TOKENS — file has {tokens} tokens (sum of token_count), "
                         f"manifest says {shard['tokens']}")
+    if "tokenized" in shard:
+        problems.extend(_check_tokens(base, name, shard["rows"], shard["tokenized"]))
+    return problems
+
+
+def _check_tokens(base: str, name: str, rows: int, tokenized: dict) -> list[str]:
+    """A shard's .bin/.idx: present, size, sha256, and the index's documents and tokens as listed."""
+    problems = []
+    for kind in ("bin", "idx"):
+        entry = tokenized[kind]
+        full = os.path.join(base, entry["path"])
+        if not io.isfile(full):
+            problems.append(f"{entry['path']}: MISSING — token file of {name} not found at {full}")
+            continue
+        if io.file_size(full) != entry["bytes"]:
+            problems.append(f"{entry['path']}: SIZE — file has {io.file_size(full)} bytes, manifest says "
+                            f"{entry['bytes']}")
+        elif io.sha256_file(full) != entry["sha256"]:
+            problems.append(f"{entry['path']}: CHECKSUM — sha256 differs from the manifest's {entry['sha256']}")
+    if problems:
+        return problems
+    try:
+        data = IndexedDataset(os.path.join(base, tokenized["prefix"]))
+    except IndexedDatasetError as err:
+        return [f"{tokenized['prefix']}: UNREADABLE — {err}"]
+    problems.extend(f"{tokenized['prefix']}: INDEX — {p}" for p in data.check())
+    expected = {"documents": (len(data), tokenized["documents"]), "rows": (len(data), rows),
+                "tokens": (data.num_tokens, tokenized["tokens"] + tokenized["special_tokens"]),
+                "dtype": (data.dtype.name, tokenized["dtype"])}
+    for what, (found, listed) in expected.items():
+        if found != listed:
+            problems.append(f"{tokenized['prefix']}: {what.upper()} — the index has {found}, manifest says {listed}")
     return problems
 
 
@@ -305,7 +382,7 @@ def validate_manifest(path: str) -> list[str]:
     Returns one line per problem, each naming the shard and what differs; empty when valid.
     """
     try:
-        with open(path, encoding="utf-8") as fh:
+        with io.open_input(path, "r", encoding="utf-8") as fh:
             manifest = json.load(fh)
     except FileNotFoundError:
         return [f"{path}: manifest not found"]
@@ -318,7 +395,7 @@ def validate_manifest(path: str) -> list[str]:
     if major != MANIFEST_VERSION.split(".")[0]:
         problems.append(f"manifest_version {manifest['manifest_version']}: this reader knows "
                         f"{MANIFEST_VERSION.split('.')[0]}.x")
-    base = os.path.dirname(os.path.abspath(path))
+    base = os.path.dirname(io.abspath(path))
     listed: set[str] = set()
     for ds in manifest["datasets"]:
         shards = ds["shards"]
@@ -330,7 +407,7 @@ def validate_manifest(path: str) -> list[str]:
         with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:  # hashing releases the GIL
             for found in pool.map(lambda s: _check_shard(base, s), shards):
                 problems.extend(found)
-    for name in sorted(os.listdir(base)):
+    for name in sorted(io.listdir(base)):
         if name.startswith(SHARD_PREFIX) and name.endswith(".parquet") and name not in listed:
             problems.append(f"{name}: UNLISTED — a shard file next to the manifest that it does not list "
                             "(left from another layout?); readers globbing the directory would read it")

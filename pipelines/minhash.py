@@ -17,8 +17,8 @@ Why it is written this way (measured on one core, 3 KB documents, 5-word shingle
   punctuation, splitting contractions) is undone by the normalisation anyway. Languages written
   without spaces (zh, ja, th, lo, km, my, bo, per ``text_stats.is_no_space_lang``) do go through
   ``text_stats.split_words``, which cuts them into grapheme clusters (and honours splitters
-  registered with ``register_word_splitter``, e.g. jieba); without ``filters.text_stats`` they fall
-  back to single code points.
+  registered with ``register_word_splitter``, e.g. jieba). ``filters`` ships in the same package, so
+  there is no fallback: shingles cut another way would make signatures incomparable across runs.
 * **Hashing**: each distinct token of a batch is hashed once with xxh3 (Zipf: a batch of 1,000
   documents has ~500k tokens but ~30k distinct ones), shingle hashes are a polynomial over the n
   token hashes plus a 64-bit finaliser, vectorised over the batch.
@@ -37,12 +37,14 @@ Why it is written this way (measured on one core, 3 KB documents, 5-word shingle
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
+
+from filters.text_stats import is_no_space_lang, split_words
 
 __all__ = [
     "MinHasher",
@@ -95,25 +97,9 @@ def normalize(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
     return pc.utf8_trim_whitespace(spaced)
 
 
-@functools.cache
-def _text_stats() -> tuple[Callable[[str, str | None], list[str]], Callable[[str | None], bool]] | None:
-    """``(split_words, is_no_space_lang)`` from ``filters.text_stats`` when it is importable."""
-    try:
-        from filters.text_stats import is_no_space_lang, split_words
-    except ImportError:  # the rules package is optional for dedup: fall back to code points
-        return None
-    return split_words, is_no_space_lang
-
-
-_FALLBACK_NO_SPACE = frozenset({"zh", "ja", "th", "lo", "km", "my", "bo"})
-
-
 def is_no_space(lang: str | None) -> bool:
     """True when ``lang`` is written without spaces between words (segmented into characters)."""
-    ts = _text_stats()
-    if ts is not None:
-        return ts[1](lang)
-    return (lang or "").lower().replace("_", "-").split("-")[0][:2] in _FALLBACK_NO_SPACE
+    return is_no_space_lang(lang)
 
 
 def segment(normalized: str, lang: str | None) -> list[str]:
@@ -124,10 +110,7 @@ def segment(normalized: str, lang: str | None) -> list[str]:
     """
     if not is_no_space(lang):
         return normalized.split()
-    ts = _text_stats()
-    if ts is not None:
-        return [t for t in ts[0](normalized, lang) if not t.isspace()]
-    return [c for c in normalized if not c.isspace()]
+    return [t for t in split_words(normalized, lang) if not t.isspace()]
 
 
 def doc_tokens(normalized: pa.Array, langs: Sequence[str | None] | None = None) -> tuple[pa.Array, np.ndarray]:

@@ -9,7 +9,12 @@ about 4 epochs of repetition, Muennighoff et al. 2023) and about components that
 ``mixture/<recipe>.mixture.json`` with exports for the trainers people use:
 
 * Megatron-LM / NeMo blend: ``--data-path "w1 prefix1 w2 prefix2"`` (token shares, since Megatron
-  samples fixed-length sequences), and NeMo's ``data_prefix`` list;
+  samples fixed-length sequences), and NeMo's ``data_prefix`` list. When the corpus was tokenized
+  (``cptcorpus tokenize``: the manifest lists each shard's ``.bin``/``.idx``) and every component has
+  token files, the prefixes are those real files: a component that filters the corpus gets its own
+  datasets, copied from the shards' token slices (``<output>/<recipe>.tokens/<component>/``), and each
+  prefix weighs ``ratio x its tokens / the component's tokens``, tokens counted from the indexes (EOS
+  included), so Megatron draws each component's share and repeats it the recipe's epochs;
 * Hugging Face ``datasets.interleave_datasets``: document probabilities, i.e. token ratios divided by
   each component's mean document length, so that the *token* shares come out as the recipe asks;
 * a plain JSON list (name, weight, files, filter, tokens).
@@ -32,16 +37,18 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pipelines import io
+from pipelines import io, megatron
 from pipelines.config import read_yaml
 from pipelines.filterexpr import CompiledFilter, FilterSyntaxError, compile_filter
 from pipelines.shard import BYTES_PER_TOKEN_ESTIMATE
 
 MIXTURE_VERSION = "1.0"
 RATIO_TOLERANCE = 1e-6
+#: Replay shares reported for continual pre-training across a distribution shift: ~5% for a weak shift,
+#: 25-50% for a new language (Ibrahim et al. 2024, arXiv:2403.08763); outside, mix warns.
+REPLAY_RANGE = (0.05, 0.5)
 RUN_DIR_VAR = "${RUN_DIR}"  # in a parquet component's path: the run directory of the manifest
 
 
@@ -64,8 +71,12 @@ class Component(BaseModel):
     text_column: str = "text"
     token_column: str = Field("token_count", description="per-document tokens; absent = UTF-8 bytes / 4")
     megatron_prefix: str | None = Field(None, description="Megatron indexed-dataset prefix; default <name>_text_document")
+    tokens: str | None = Field(None, description="parquet: directory of the files' .bin/.idx (`cptcorpus tokenize "
+                               "--input <path> --output DIR`); corpus components use the manifest's")
     required: bool = Field(True, description="false: a component with no matching tokens is dropped (with a "
                            "warning) and the other ratios are scaled up, instead of failing the mix")
+    replay: bool = Field(False, description="original-language data replayed to limit forgetting (e.g. English "
+                         "for a Portuguese CPT); `mix` reports the replay share and warns outside replay_range")
 
     @field_validator("path", mode="before")
     @classmethod
@@ -106,6 +117,8 @@ class Recipe(BaseModel):
     target_tokens: int = Field(..., ge=1, description="tokens the training run will consume")
     seed: int = 0
     max_epochs: float = Field(4.0, gt=0, description="warn when a component would repeat more than this")
+    replay_range: tuple[float, float] = Field(
+        REPLAY_RANGE, description="warn when the replay components' token share falls outside [low, high]")
     components: list[Component] = Field(..., min_length=1)
 
     @model_validator(mode="after")
@@ -162,15 +175,18 @@ def load_recipe(path: str | Path) -> Recipe:
 # resolution
 
 
-def _manifest_files(manifest_path: str) -> tuple[list[str], dict]:
-    with open(manifest_path, encoding="utf-8") as fh:
+def _manifest_files(manifest_path: str) -> tuple[list[str], dict, dict[str, str]]:
+    """The corpus shards, the corpus's identity, and each tokenized shard's Megatron prefix (absolute)."""
+    with io.open_input(manifest_path, "r", encoding="utf-8") as fh:
         manifest = json.load(fh)
-    base = os.path.dirname(os.path.abspath(manifest_path))
+    base = os.path.dirname(io.abspath(manifest_path))
     files = [os.path.join(base, s["path"]) for ds in manifest["datasets"] for s in ds["shards"]]
+    prefixes = {os.path.join(base, s["path"]): io.normpath(os.path.join(base, s["tokenized"]["prefix"]))
+                for ds in manifest["datasets"] for s in ds["shards"] if "tokenized" in s}
     shas = [s["sha256"] for ds in manifest["datasets"] for s in ds["shards"]]
     info = {"name": manifest.get("name"), "config_sha256": manifest.get("lineage", {}).get("config_sha256"),
             "shards": len(files), "shards_sha256": hashlib.sha256("".join(shas).encode()).hexdigest()}
-    return files, info
+    return files, info, prefixes
 
 
 def _token_values(table: pa.Table, token_column: str | None, text_column: str) -> np.ndarray:
@@ -182,20 +198,86 @@ def _token_values(table: pa.Table, token_column: str | None, text_column: str) -
 
 
 def _read_filtered(path: str, columns: list[str], flt: CompiledFilter | None) -> pa.Table:
-    return pq.read_table(path, columns=columns, filters=flt.expression if flt else None)
+    return io.read_parquet(path, columns=columns, filters=flt.expression if flt else None)
 
 
-def _measure_file(path: str, comp: Component, flt: CompiledFilter | None) -> dict:
-    schema = pq.read_schema(path)
+def _measure_file(path: str, comp: Component, flt: CompiledFilter | None, prefix: str | None = None) -> dict:
+    """Rows and tokens of ``path`` that ``flt`` selects; with a Megatron ``prefix``, tokens from its index."""
+    schema = io.read_parquet_schema(path)
     if flt is not None:
         flt.check_columns(schema, path)
     if comp.text_column not in schema.names:
         raise RecipeError(f"component {comp.name!r}: {path} has no text column {comp.text_column!r}; "
                           f"columns: {', '.join(schema.names)}")
+    if prefix is not None:
+        rows = _selected_rows(path, flt)
+        lengths = _index_lengths(comp, path, prefix)
+        selected = lengths if rows is None else lengths[rows]
+        return {"rows": len(selected), "tokens": int(selected.sum(dtype=np.int64)), "estimated": False,
+                "megatron": True}
     col = comp.token_column if comp.token_column in schema.names else comp.text_column
     table = _read_filtered(path, [col], flt)
     return {"rows": table.num_rows, "tokens": int(_token_values(table, comp.token_column, comp.text_column).sum()),
-            "estimated": col != comp.token_column}
+            "estimated": col != comp.token_column, "megatron": False}
+
+
+def _selected_rows(path: str, flt: CompiledFilter | None) -> np.ndarray | None:
+    """Row numbers of ``path`` that ``flt`` keeps, in file order (None: every row)."""
+    if flt is None:
+        return None
+    table = io.read_parquet(path, columns=list(flt.columns))
+    table = table.append_column("__row", pa.array(np.arange(table.num_rows, dtype=np.int64)))
+    return table.filter(flt.expression).column("__row").to_numpy()
+
+
+def _index_lengths(comp: Component, path: str, prefix: str) -> np.ndarray:
+    """Tokens per document of ``prefix``, which must hold one document per row of ``path``."""
+    try:
+        data = megatron.IndexedDataset(prefix)
+    except megatron.IndexedDatasetError as err:
+        raise RecipeError(f"component {comp.name!r}: token files of {path}: {err}") from None
+    rows = io.parquet_file(path).metadata.num_rows
+    if len(data) != rows:
+        raise RecipeError(f"component {comp.name!r}: {prefix} has {len(data)} documents, {path} has {rows} rows "
+                          "(tokenized from another version of the file); run `cptcorpus tokenize` again")
+    return np.asarray(data.lengths)
+
+
+def _component_prefixes(comp: Component, files: list[str], corpus_prefixes: dict[str, str]) -> list[str | None]:
+    """Each file's Megatron prefix: the manifest's for the corpus, ``tokens/<name>`` for a parquet component."""
+    if comp.source == "corpus":
+        return [corpus_prefixes.get(f) for f in files]
+    if comp.tokens is None:
+        return [None] * len(files)
+    out = []
+    for path, name in zip(files, io.shard_names(files), strict=True):
+        prefix = os.path.join(comp.tokens, name)
+        if not io.isfile(f"{prefix}.idx"):
+            raise RecipeError(f"component {comp.name!r}: tokens: no {prefix}.idx for {path}; run `cptcorpus "
+                              f"tokenize --input <its path> --output {comp.tokens}`")
+        out.append(prefix)
+    return out
+
+
+def _megatron_datasets(recipe: Recipe, comp: Component, files: list[str], prefixes: list[str | None],
+                       output_dir: str) -> list[dict] | None:
+    """The component's indexed datasets with their tokens: the shards' own, or filtered copies of them."""
+    if not files or any(p is None for p in prefixes):
+        return None
+    flt = comp.compiled_filter()
+    out = []
+    for path, name, prefix in zip(files, io.shard_names(files), prefixes, strict=True):
+        assert prefix is not None
+        rows = _selected_rows(path, flt)
+        if rows is not None:
+            subset = os.path.join(output_dir, f"{recipe.name}.tokens", comp.name, name)
+            written = megatron.write_subset(megatron.IndexedDataset(prefix), rows, subset)
+            prefix, tokens = subset, written["tokens"]
+        else:
+            tokens = megatron.IndexedDataset(prefix).num_tokens
+        if tokens:
+            out.append({"prefix": os.path.abspath(prefix), "tokens": tokens})
+    return out
 
 
 def _component_files(comp: Component, corpus_files: list[str] | None, run_dir: str | None) -> list[str]:
@@ -226,26 +308,31 @@ def resolve_mixture(recipe: Recipe, manifest: str | None = None, output_dir: str
     Returns the mixture dict (also written, with its exports next to it).
     """
     manifest = manifest or recipe.manifest
-    corpus_files, corpus_info = (None, None)
+    corpus_files, corpus_info, corpus_prefixes = None, None, {}
     if manifest:
-        if not os.path.isfile(manifest):
+        if not io.isfile(manifest):
             raise RecipeError(f"manifest not found: {manifest} (run `cptcorpus run` first, or pass --manifest)")
-        corpus_files, corpus_info = _manifest_files(manifest)
-    run_dir = os.path.dirname(os.path.dirname(os.path.abspath(manifest))) if manifest else None
+        corpus_files, corpus_info, corpus_prefixes = _manifest_files(manifest)
+    run_dir = os.path.dirname(os.path.dirname(io.abspath(manifest))) if manifest else None
     if output_dir is None:
         output_dir = os.path.join(run_dir, "mixture") if run_dir else "mixture"
     io.ensure_dir(output_dir)
-    base = os.path.abspath(output_dir)
+    base = io.abspath(output_dir)
 
     measured_by: dict[str, tuple[list[str], list[dict]]] = {}
+    prefixes_by: dict[str, list[str | None]] = {}
     warnings: list[str] = []
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         for comp in recipe.components:
             files = _component_files(comp, corpus_files, run_dir)
             flt = comp.compiled_filter()
+            prefixes = _component_prefixes(comp, files, corpus_prefixes)
+            if any(p is None for p in prefixes):  # tokens from the index only when every file has one
+                prefixes = [None] * len(files)
+            prefixes_by[comp.name] = prefixes
             try:
-                measured_by[comp.name] = (files, list(pool.map(lambda p, c=comp, f=flt: _measure_file(p, c, f),
-                                                               files)))
+                measured_by[comp.name] = (files, list(pool.map(
+                    lambda p, x, c=comp, f=flt: _measure_file(p, c, f, x), files, prefixes)))
             except FilterSyntaxError as err:
                 raise RecipeError(f"component {comp.name!r}: {err}") from None
     active = []
@@ -283,8 +370,7 @@ def resolve_mixture(recipe: Recipe, manifest: str | None = None, output_dir: str
             "ratio": ratio,
             "text_column": comp.text_column,
             "token_column": comp.token_column if not any(m["estimated"] for m in measured) else None,
-            "token_counter": ("column" if not any(m["estimated"] for m in measured)
-                              else f"bytes/{BYTES_PER_TOKEN_ESTIMATE}"),
+            "token_counter": _token_counter(measured),
             "files": [{"path": _rel(p, base), "rows": m["rows"], "tokens": m["tokens"]}
                       for p, m in zip(files, measured, strict=True)],
             "rows_available": rows,
@@ -294,8 +380,11 @@ def resolve_mixture(recipe: Recipe, manifest: str | None = None, output_dir: str
             "repeats": max(1, math.ceil(epochs - 1e-9)),
             "mean_tokens_per_row": round(tokens / max(rows, 1), 3),
             "megatron_prefix": comp.megatron_prefix or f"{comp.name}_text_document",
+            "megatron_datasets": _megatron_datasets(recipe, comp, files, prefixes_by[comp.name], output_dir),
         })
     warnings.extend(_overlaps(recipe, components, corpus_files))
+    replay = replay_report(recipe, components)
+    warnings.extend(replay.pop("warnings"))
     mixture = {
         "mixture_version": MIXTURE_VERSION,
         "recipe": recipe.name,
@@ -308,6 +397,7 @@ def resolve_mixture(recipe: Recipe, manifest: str | None = None, output_dir: str
         "components": components,
         "totals": {"tokens_taken": sum(c["tokens_taken"] for c in components),
                    "tokens_available": sum(c["tokens_available"] for c in components)},
+        "replay": replay,
         "warnings": warnings,
         "exports": exports(components, recipe.seed),
         "nondeterministic": {"created_at": datetime.now(UTC).isoformat(timespec="seconds")},
@@ -321,6 +411,40 @@ def resolve_mixture(recipe: Recipe, manifest: str | None = None, output_dir: str
     return mixture
 
 
+def replay_report(recipe: Recipe, components: list[dict]) -> dict:
+    """The replay share of the mixture and of each epoch over the other (domain) data, with range warnings.
+
+    Components are drawn in proportion throughout training, so every epoch over the domain data holds
+    the same replay share; what changes is how often the replay data itself repeats (``epochs``).
+    """
+    names = {c.name for c in recipe.components if c.replay}
+    if not names:
+        return {"components": [], "warnings": []}
+    replay = [c for c in components if c["name"] in names]
+    domain = [c for c in components if c["name"] not in names]
+    taken = sum(c["tokens_taken"] for c in replay)
+    total = sum(c["tokens_taken"] for c in components) or 1
+    available = sum(c["tokens_available"] for c in replay)
+    domain_epochs = max((c["epochs"] for c in domain), default=0.0)
+    share = taken / total
+    low, high = recipe.replay_range
+    warnings = []
+    if not low <= share <= high:
+        warnings.append(f"replay share {share:.3f} is outside replay_range [{low:g}, {high:g}]: "
+                        + ("too little replay risks forgetting the original language" if share < low else
+                           "too much replay slows learning of the new domain") + "; adjust the replay ratio")
+    return {"components": sorted(names), "share": round(share, 6), "tokens_taken": taken,
+            "tokens_available": available, "epochs": round(taken / available, 6) if available else None,
+            "share_per_domain_epoch": [round(share, 6)] * max(1, math.ceil(domain_epochs - 1e-9)),
+            "range": [low, high], "warnings": warnings}
+
+
+def _token_counter(measured: list[dict]) -> str:
+    if measured and all(m["megatron"] for m in measured):
+        return "megatron_index"  # tokens per document as the trainer reads them (EOS/BOS included)
+    return "column" if not any(m["estimated"] for m in measured) else f"bytes/{BYTES_PER_TOKEN_ESTIMATE}"
+
+
 def _overlaps(recipe: Recipe, components: list[dict], corpus_files: list[str] | None) -> list[str]:
     """Warn when two corpus components select the same documents (they would be seen by both)."""
     out = []
@@ -332,8 +456,8 @@ def _overlaps(recipe: Recipe, components: list[dict], corpus_files: list[str] | 
             both = (fa.expression if fa else pc.scalar(True)) & (fb.expression if fb else pc.scalar(True))
             shared = 0
             for path in corpus_files or []:
-                table = pq.read_table(path, columns=[a.token_column]
-                                      if a.token_column in pq.read_schema(path).names else [a.text_column],
+                table = io.read_parquet(path, columns=[a.token_column]
+                                      if a.token_column in io.read_parquet_schema(path).names else [a.text_column],
                                       filters=both)
                 shared += int(_token_values(table, a.token_column, a.text_column).sum())
             if shared:
@@ -346,18 +470,10 @@ def _overlaps(recipe: Recipe, components: list[dict], corpus_files: list[str] | 
 def exports(components: list[dict], seed: int) -> dict:
     """Blend weights for Megatron-LM/NeMo, probabilities for HF interleave_datasets, and a plain list."""
     weights = [c["ratio"] for c in components]
-    megatron_list: list[Any] = []
-    for c in components:
-        megatron_list += [round(c["ratio"], 6), c["megatron_prefix"]]
     per_doc = [c["ratio"] / max(c["mean_tokens_per_row"], 1e-9) for c in components]
     probs = [round(p / sum(per_doc), 6) for p in per_doc]
     return {
-        "megatron": {
-            "data_path": " ".join(str(x) for x in megatron_list),
-            "nemo_data_prefix": megatron_list,
-            "note": "weights are token shares (Megatron samples fixed-length sequences); build each prefix "
-                    "with tools/preprocess_data.py from the component's documents",
-        },
+        "megatron": megatron_blend(components),
         "hf_interleave_datasets": {
             "probabilities": probs,
             "seed": seed,
@@ -370,6 +486,30 @@ def exports(components: list[dict], seed: int) -> dict:
                   "filter": c["filter"], "files": [f["path"] for f in c["files"] if f["rows"]]}
                  for c, w in zip(components, weights, strict=True)],
     }
+
+
+def megatron_blend(components: list[dict]) -> dict:
+    """Megatron ``--data-path`` pairs and NeMo's ``data_prefix`` list.
+
+    With token files for every component: each of a component's datasets weighs ``ratio x dataset
+    tokens / component tokens``, so the component's weights sum to its ratio (its token share; Megatron
+    samples fixed-length sequences) and its datasets are drawn in proportion to their size, all
+    repeated the component's epochs. Otherwise one placeholder prefix per component, to be built.
+    """
+    blend: list[Any] = []
+    if components and all(c.get("megatron_datasets") for c in components):
+        for c in components:
+            total = sum(d["tokens"] for d in c["megatron_datasets"])
+            for d in c["megatron_datasets"]:
+                blend += [round(c["ratio"] * d["tokens"] / total, 9), d["prefix"]]
+        note = ("weights are token shares (Megatron samples fixed-length sequences) over the tokenize stage's "
+                "indexed datasets; each component's weights sum to its ratio")
+    else:
+        for c in components:
+            blend += [round(c["ratio"], 6), c["megatron_prefix"]]
+        note = ("weights are token shares (Megatron samples fixed-length sequences); build each prefix with "
+                "`cptcorpus tokenize` (corpus) or tools/preprocess_data.py from the component's documents")
+    return {"data_path": " ".join(str(x) for x in blend), "nemo_data_prefix": blend, "note": note}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -408,7 +548,7 @@ class _Stream:
         if self._loaded == key:
             return
         path = self.files[self.order()[self.file]]
-        schema = pq.read_schema(path)
+        schema = io.read_parquet_schema(path)
         token_col = self.comp["token_column"]
         cols = [c for c in dict.fromkeys((*self.columns, self.comp["text_column"], token_col or "")) if c in schema.names]
         self._table = _read_filtered(path, cols, self.filter)
@@ -446,9 +586,9 @@ class MixtureReader:
     def __init__(self, mixture: str | dict, state: dict | None = None,
                  columns: tuple[str, ...] = ("id", "text"), base_dir: str | None = None) -> None:
         if isinstance(mixture, str):
-            with open(mixture, encoding="utf-8") as fh:
+            with io.open_input(mixture, "r", encoding="utf-8") as fh:
                 data = json.load(fh)
-            base_dir = base_dir or os.path.dirname(os.path.abspath(mixture))
+            base_dir = base_dir or os.path.dirname(io.abspath(mixture))
         else:
             data = mixture
             base_dir = base_dir or os.path.dirname(os.path.abspath(data.get("path", "."))) or "."

@@ -17,7 +17,7 @@ import yaml
 
 from pipelines import io
 
-COMMANDS = ("annotate", "train-classifier", "derive-preset")
+COMMANDS = ("annotate", "train-classifier", "derive-preset", "train-extractor")
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -45,7 +45,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input", nargs="+", required=True, help="Parquet with a text column of good documents")
     p.add_argument("--lang", required=True)
     p.add_argument("--quantile", type=float, default=0.02, help="share of good text each threshold may reject")
-    p.add_argument("--output", required=True, help="preset YAML to write (e.g. configs/presets/xx.yaml)")
+    p.add_argument("--output", required=True, help="preset YAML to write (e.g. presets/xx.yaml; use it with filter.preset_dir)")
+    p = sub.add_parser("train-extractor", help="train `extract.extractor: fast` from WARCs (labels: trafilatura)")
+    p.add_argument("--input", nargs="+", required=True, help="WARC files or globs of HTML pages to learn from")
+    p.add_argument("--output", required=True, help="model JSON to write (use it with extract.fast_model)")
+    p.add_argument("--lang", nargs="+", help="languages whose stop words the features use (default: all we have)")
+    p.add_argument("--holdout", type=float, default=0.25, help="share of sites held out for the agreement report")
+    p.add_argument("--seed", type=int, default=0)
 
 
 def dispatch(args: argparse.Namespace) -> int:
@@ -58,6 +64,8 @@ def dispatch(args: argparse.Namespace) -> int:
             return _train(args)
         if args.command == "derive-preset":
             return _derive(args)
+        if args.command == "train-extractor":
+            return _train_extractor(args)
     except (ConfigError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -101,7 +109,8 @@ def _train(args: argparse.Namespace) -> int:
         args.input, args.output, label_column=args.label_column, score_column=args.score_column,
         binarize_threshold=args.binarize, buckets=buckets, test_fraction=args.test_fraction, seed=args.seed,
         epoch=args.epoch, lr=args.lr, wordNgrams=args.word_ngrams, dim=args.dim, quantize=args.quantize)
-    print(json.dumps({"model": str(result["model_path"]), "metrics": result.get("metrics")}, default=str, indent=2))
+    print(json.dumps({"model": str(result["model_path"]), "metrics": result.get("metrics"), "sizing": result["sizing"]},
+                     default=str, indent=2))
     return 0
 
 
@@ -119,4 +128,21 @@ def _derive(args: argparse.Namespace) -> int:
     io.ensure_dir(os.path.dirname(args.output) or ".")
     io.write_text_atomic(args.output, header + yaml.safe_dump(preset, sort_keys=False, allow_unicode=True))
     print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+def _train_extractor(args: argparse.Namespace) -> int:
+    from pipelines.extract import WARC_SUFFIXES
+    from pipelines.fast_extract.train import STOP_LANGS, train_extractor
+
+    langs = args.lang or list(STOP_LANGS)
+    unknown = sorted(set(langs) - set(STOP_LANGS))
+    if unknown:
+        raise ValueError(f"--lang: no stop words for {', '.join(unknown)}; expected some of {', '.join(STOP_LANGS)}")
+    if not 0 < args.holdout < 1:
+        raise ValueError(f"--holdout: got {args.holdout}; expected a share between 0 and 1")
+    inputs = io.expand_inputs(args.input, WARC_SUFFIXES)
+    report = train_extractor(inputs, args.output, langs, holdout=args.holdout, seed=args.seed)
+    print(json.dumps({"model": args.output, "held_out": report["agreement_held_out"]["all"],
+                      "threshold": report["threshold"]}, indent=2))
     return 0

@@ -80,8 +80,12 @@ REGISTRY: tuple[StageSpec, ...] = (
               gpus_key="classify.num_gpus"),
     StageSpec("dedup", "driver", "previous", "pipelines.dedup:run_dedup", "dedup",
               "exact + MinHash-LSH near-duplicate clusters, one kept document per cluster"),
+    StageSpec("decontaminate", "per_shard", "previous", "pipelines.decontaminate:DecontaminateStage", "decontaminate",
+              "benchmark n-gram decontamination (remove or tag)", enabled_by="decontaminate.enabled"),
     StageSpec("shard", "driver", "previous", "pipelines.shard:run_shard_stage", "corpus",
               "shuffle and cut into token-balanced Parquet shards"),
+    StageSpec("tokenize", "per_shard", "stage:shard", "pipelines.tokens:TokenizeStage", "tokens",
+              "Megatron/NeMo .bin/.idx per corpus shard", enabled_by="tokenize.enabled"),
     StageSpec("manifest", "driver", "stage:shard", "pipelines.manifest:run_manifest_stage", "corpus",
               "corpus/manifest.json: shards, checksums, counts, lineage"),
 )

@@ -25,7 +25,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from pipelines import io
 
@@ -62,8 +61,8 @@ class RunData:
             cols: dict[str, list] = {}
             rows = 0
             for path in io.list_parquet(os.path.join(self.run_dir, "corpus")):
-                names = pq.read_schema(path).names
-                table = pq.read_table(path, columns=[c for c in wanted if c in names])
+                names = io.read_parquet_schema(path).names
+                table = io.read_parquet(path, columns=[c for c in wanted if c in names])
                 for c in table.column_names:
                     cols.setdefault(c, []).extend(table.column(c).to_pylist()[: SAMPLE_ROWS - rows])
                 rows += table.num_rows
@@ -254,10 +253,10 @@ def section_balance(run: RunData, top_n: int) -> str:
 
 def section_failures(run: RunData, top_n: int) -> str:
     path = os.path.join(run.run_dir, "failures.jsonl")
-    if not os.path.isfile(path):
+    if not io.isfile(path):
         raise LookupError("no failures.jsonl")
     reasons: Counter = Counter()
-    with open(path, encoding="utf-8") as fh:
+    with io.open_input(path, "r", encoding="utf-8") as fh:
         for line in fh:
             if line.strip():
                 try:
@@ -282,6 +281,32 @@ def section_mixtures(run: RunData, top_n: int) -> str:
     return "".join(out)
 
 
+def section_tokenizers(run: RunData, top_n: int) -> str:
+    """Tokenizer fit, from ``report/tokenizer_report.json`` (written by ``cptcorpus tokenizer-report``)."""
+    from pipelines.tokenizer_report import REPORT_NAME as TOKENIZER_REPORT
+
+    rep = io.read_json(os.path.join(run.run_dir, "report", TOKENIZER_REPORT))
+    if not rep:
+        raise LookupError("no report/tokenizer_report.json (run `cptcorpus tokenizer-report`)")
+    names = list(rep["tokenizers"])
+    groups = [("all", rep["overall"]), *rep["by_language"].items(),
+              *((f"bucket {k}", g) for k, g in (rep.get("by_quality_bucket") or {}).items())]
+    rows = [[label, g["docs"], g["words"], *(f"{t['tokens_per_word']:.3f} / {t['tokens_per_100_chars']:.1f} / "
+                                             f"{t['share_words_3plus_pieces']:.1%}"
+                                             for t in (g["tokenizers"][n] for n in names))]
+            for label, g in groups]
+    corpus = rep["corpus"]
+    totals = [[n, corpus["tokenizers"][n]["estimated_tokens"]] for n in names]
+    worst = [[n, ", ".join(f"{w['word']} ({w['pieces']})" for w in
+                           rep["overall"]["tokenizers"][n]["most_fragmented_frequent_words"][:10])] for n in names]
+    return (f"<p>{rep['sample']['docs']:,} sampled documents; per tokenizer: tokens per word / tokens per 100 "
+            f"characters / share of words in &ge; 3 pieces.</p>"
+            + _table(["group", "docs", "words", *names], rows)
+            + f"<p>whole corpus ({corpus['rows']:,} documents), {html.escape(corpus['method'])}:</p>"
+            + _table(["tokenizer", "estimated tokens"], totals)
+            + _table(["tokenizer", "most fragmented frequent words (pieces)"], worst))
+
+
 SECTIONS: list[tuple[str, Callable[[RunData, int], str]]] = [
     ("Funnel per stage", section_funnel),
     ("Rejections per rule", section_rejections),
@@ -291,6 +316,7 @@ SECTIONS: list[tuple[str, Callable[[RunData, int], str]]] = [
     ("Shard token balance", section_balance),
     ("Skipped files and records", section_failures),
     ("Mixtures", section_mixtures),
+    ("Tokenizer fit", section_tokenizers),
 ]
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
@@ -305,7 +331,7 @@ def write_report(run_dir: str, top_n: int = 20) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
-    if not os.path.isdir(run_dir):
+    if not io.isdir(run_dir):
         raise FileNotFoundError(f"run directory not found: {run_dir}")
     run = RunData(run_dir)
     parts = []

@@ -81,7 +81,7 @@ def load_complete_stats(output_dir: str, shard: str) -> dict | None:
         return None
     for rel, size in stats.get("outputs", {}).items():
         full = os.path.join(output_dir, rel)
-        if not os.path.isfile(full) or os.path.getsize(full) != size:
+        if not io.isfile(full) or io.file_size(full) != size:
             return None
     return stats
 
@@ -92,16 +92,25 @@ def task_error(err: BaseException) -> str:
     return text.splitlines()[-1][:500] if text else ""
 
 
+WAIT_BATCH_SHARE = 8  # each ray.wait asks for 1/8 of what is pending ...
+WAIT_TIMEOUT_S = 0.5  # ... or whatever finished within this time, whichever comes first
+
+
 def as_completed(pending: dict[ray.ObjectRef, Any]) -> Iterator[tuple[Any, Any, BaseException | None]]:
     """Yield ``(label, result, None)`` or ``(label, None, error)`` for each task as it finishes.
 
-    Every task is waited for: one that failed after its retries never hides the others.
+    Every task is waited for: one that failed after its retries never hides the others. A
+    ``ray.wait`` scans every ref it is given, so one call per completion would cost the driver
+    O(n^2) over n tasks (bench/bench_driver.py measures both). Each call here asks for an eighth of what is
+    pending, with a time limit: a call that scans k refs hands back k/8 of them (O(1) per task),
+    and one that times out costs its scan once per ``WAIT_TIMEOUT_S``, not once per task.
     """
-    pending = dict(pending)
-    while pending:
-        ready, _ = ray.wait(list(pending), num_returns=1)
+    labels = dict(pending)
+    refs = list(labels)
+    while refs:
+        ready, refs = ray.wait(refs, num_returns=max(1, len(refs) // WAIT_BATCH_SHARE), timeout=WAIT_TIMEOUT_S)
         for ref in ready:
-            label = pending.pop(ref)
+            label = labels.pop(ref)
             try:
                 result, error = ray.get(ref), None
             except Exception as err:
@@ -129,6 +138,9 @@ def remote_task(fn: Any, name: str, ray_cfg: RayConfig, **options: Any) -> Any:
 
     Every stage's tasks go through here (``name`` shows in Ray's state API as ``cptcorpus.<name>``).
     """
+    env = io.storage_env()
+    if env:  # object-store options (not credentials) reach workers on every node
+        options.setdefault("runtime_env", {"env_vars": env})
     return ray.remote(fn).options(
         num_cpus=ray_cfg.task_cpus,
         memory=ray_cfg.task_memory_mb * 1024 * 1024,
@@ -180,14 +192,16 @@ def run_shards(
             pending[remote.remote(stage_ref, path, output_dir, shard)] = (path, shard)
 
     failed: list[dict] = []
+    docs = sum(r.get("docs_in", 0) for r in results)  # a running count: O(1) per completion, not O(shards)
     with tqdm(total=len(files), initial=skipped, desc=stage.name, unit="shard", disable=not progress) as bar:
         for (path, shard), result, err in as_completed(pending):
             if err is None:
                 results.append(result)
+                docs += result.get("docs_in", 0)
             else:  # the task failed after its retries: report it, go on
                 failed.append(_shard_failure(stage.name, path, shard, err))
             bar.update(1)
-            bar.set_postfix(docs=sum(r.get("docs_in", 0) for r in results), failed=len(failed))
+            bar.set_postfix(docs=docs, failed=len(failed), refresh=False)  # tqdm redraws at its own pace
     return finish_stage(stage.name, files, output_dir, results, failed, skipped, time.perf_counter() - started)
 
 
@@ -271,6 +285,7 @@ def run_chain(
             pending[remote.remote(stages_ref, path, output_dirs, shard)] = (path, shard)
 
     desc = f"{names[0]}..{names[-1]}"
+    docs, counted = 0, 0  # running count of the first stage's documents: O(1) per completion
     with tqdm(total=len(files), initial=len(files) - len(pending), desc=desc, unit="shard",
               disable=not progress) as bar:
         for (path, shard), result, err in as_completed(pending):
@@ -284,8 +299,10 @@ def run_chain(
                         failed[k].append(_shard_failure(names[k], path, shard, err))
                         break
                     results[k].append(stats)
+            docs += sum(r.get("docs_in", 0) for r in results[0][counted:])
+            counted = len(results[0])
             bar.update(1)
-            bar.set_postfix(docs=sum(r.get("docs_in", 0) for r in results[0]), failed=sum(map(len, failed)))
+            bar.set_postfix(docs=docs, failed=sum(map(len, failed)), refresh=False)
     wall = time.perf_counter() - started
     summaries = []
     for k, (stage, output_dir) in enumerate(zip(stages, output_dirs, strict=True)):
@@ -338,9 +355,9 @@ def write_run_failures(config: Config) -> int:
     lines: list[str] = []
     for stage in STAGES:
         path = os.path.join(config.stage_dir(stage), STAGE_FAILURES_NAME)
-        if stage == "manifest" or not os.path.isfile(path):
+        if stage == "manifest" or not io.isfile(path):
             continue
-        with open(path, encoding="utf-8") as fh:
+        with io.open_input(path, "r", encoding="utf-8") as fh:
             lines.extend(line for line in fh if line.strip())
     io.write_text_atomic(os.path.join(config.run_dir, FAILURES_NAME), "".join(lines))
     return len(lines)

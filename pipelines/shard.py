@@ -41,7 +41,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import time
 from collections import Counter
 from typing import Any
@@ -51,8 +50,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipelines import __version__, io
-from pipelines.config import Config, ConfigError, RehydrationConfig, ShardConfig
+from pipelines import __version__, buckets, io
+from pipelines.config import Config, ConfigError, QualityBucketConfig, RehydrationConfig, ShardConfig
 from pipelines.schema import DOCUMENT_FIELDS, check_input_schema
 
 log = logging.getLogger("cptcorpus")
@@ -117,20 +116,32 @@ def _counter_label(info: dict) -> str:
 # schema and rehydration
 
 
+#: Optional columns the README's column table lists among the DESIGN.md ones: name -> the column it follows.
+PLACED_AFTER = {"lang_top": "lang_score"}
+
+
 def conform(table: pa.Table) -> pa.Table:
-    """DESIGN.md columns first, with their types (null where a stage did not run), then extras."""
+    """The README's column order: DESIGN.md columns with their types (null where a stage did not run), each
+    optional column of the README's table after its neighbour when present, then the other extras."""
     cols, fields = [], []
+
+    def take(name: str) -> None:
+        cols.append(table.column(name))
+        fields.append(table.schema.field(name))
+
     for f in DOCUMENT_FIELDS:
         if f.name in table.column_names:
             cols.append(table.column(f.name).cast(f.type))
         else:
             cols.append(pa.nulls(table.num_rows, f.type))
         fields.append(f)
-    known = {f.name for f in DOCUMENT_FIELDS}
+        for name, after in PLACED_AFTER.items():
+            if after == f.name and name in table.column_names:
+                take(name)
+    known = {f.name for f in DOCUMENT_FIELDS} | set(PLACED_AFTER)
     for name in table.column_names:
         if name not in known:
-            cols.append(table.column(name))
-            fields.append(table.schema.field(name))
+            take(name)
     return pa.Table.from_arrays(cols, schema=pa.schema(fields))
 
 
@@ -154,8 +165,7 @@ def repeat_counts(cluster_sizes: np.ndarray, cfg: RehydrationConfig) -> np.ndarr
 
 
 def _fingerprint(path: str) -> dict:
-    st = os.stat(path)
-    return {"path": path, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    return io.file_version(path)
 
 
 def _scan_key(fingerprint: dict, counter: dict) -> str:
@@ -163,20 +173,31 @@ def _scan_key(fingerprint: dict, counter: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
-def scan_input(path: str, tokenizer: str | None, batch: int, cache: str | None, task_cpus: float = 1.0) -> dict:
-    """Per-row tokens, text bytes and cluster sizes of one input file (what the plan needs, nothing more)."""
-    if cache and os.path.isfile(cache):
-        with np.load(cache) as data:
-            return {"tokens": data["tokens"], "bytes": data["bytes"], "cluster": data["cluster"], "cached": True}
+def scan_input(path: str, tokenizer: str | None, batch: int, cache: str | None, task_cpus: float = 1.0,
+               quality: QualityBucketConfig | None = None) -> dict:
+    """Per-row tokens, text bytes and cluster sizes of one input file (what the plan needs, nothing more).
+
+    With ``quality``, also the token-weighted score histograms of quality buckets' pass one.
+    """
+    if cache and io.isfile(cache):
+        with io.open_input(cache) as fh, np.load(fh) as data:
+            out = {k: data[k] for k in data.files}
+            keys, hist = out.pop("hist_keys", np.zeros(0, str)), out.pop("hist", np.zeros((0, 0)))
+            out["histograms"] = dict(zip(keys.tolist(), hist, strict=True))
+            return {**out, "cached": True}
     # tokenizers runs encode_batch on its own thread pool; keep it within the task's CPU declaration
     os.environ.setdefault("RAYON_NUM_THREADS", str(max(1, math.ceil(task_cpus))))
-    source = pq.ParquetFile(path)
+    source = io.parquet_file(path)
     has_cluster = "dup_cluster_size" in source.schema_arrow.names
     columns = ["text", "dup_cluster_size"] if has_cluster else ["text"]
-    tokens, nbytes, cluster = [], [], []
+    if quality is not None:
+        columns += [c for c in ("lang", *quality.columns) if c in source.schema_arrow.names]
+    tokens, nbytes, cluster, hists = [], [], [], []
     for batch_ in source.iter_batches(batch_size=_SCAN_BATCH_ROWS, columns=columns):
         text = batch_.column("text")
         tokens.append(count_tokens(text, tokenizer, batch))
+        if quality is not None:
+            hists.append(buckets.histograms(pa.Table.from_batches([batch_]), tokens[-1], quality))
         nbytes.append(pc.fill_null(pc.binary_length(text), 0).to_numpy(zero_copy_only=False).astype(np.int64))
         if has_cluster:
             sizes = pc.fill_null(batch_.column("dup_cluster_size").cast(pa.int64()), 0)
@@ -188,9 +209,13 @@ def scan_input(path: str, tokenizer: str | None, batch: int, cache: str | None, 
         "bytes": np.concatenate(nbytes) if nbytes else np.zeros(0, np.int64),
         "cluster": np.concatenate(cluster) if cluster else np.zeros(0, np.int64),
     }
+    histograms = buckets.merge_histograms(hists)
     if cache:
         with io.atomic_path(cache) as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, **out)
+            saved = {"hist_keys": np.array(list(histograms), dtype=str),
+                     "hist": np.stack(list(histograms.values()))} if histograms else {}
+            np.savez(fh, **out, **saved)
+    out["histograms"] = histograms
     out["cached"] = False
     return out
 
@@ -310,12 +335,16 @@ def balance_ratio(shard_tokens: np.ndarray | list[int]) -> float | None:
 # step 3: scatter (per input) and gather (per output shard)
 
 
-def scatter_input(path: str, part: dict[str, np.ndarray], out_path: str, rehydrate: bool) -> dict:
+def scatter_input(path: str, part: dict[str, np.ndarray], out_path: str, rehydrate: bool,
+                  quality: tuple[QualityBucketConfig, dict] | None = None) -> dict:
     """Write one input's rows grouped by destination shard, one row group per destination.
 
     Returns (and writes next to the file, as its completion marker) the destination -> row group map.
+    ``quality``: (config, bucket edges) to write the ``quality_bucket`` column with.
     """
-    table = conform(pq.read_table(path))
+    table = conform(io.read_parquet(path))
+    if quality is not None:
+        table = table.append_column(buckets.BUCKET_COLUMN, buckets.assign_buckets(table, quality[1], quality[0]))
     taken = table.take(pa.array(part["row"], pa.int64()))
     taken = taken.set_column(taken.schema.get_field_index("token_count"), "token_count",
                              pa.array(part["tokens"], pa.int64()))
@@ -337,7 +366,7 @@ def scatter_input(path: str, part: dict[str, np.ndarray], out_path: str, rehydra
                 groups[str(int(dest[lo]))] = g
         finally:
             writer.close()
-    marker = {"row_groups": groups, "rows": taken.num_rows, "size": os.path.getsize(out_path)}
+    marker = {"row_groups": groups, "rows": taken.num_rows, "size": io.file_size(out_path)}
     io.write_json_atomic(out_path + ".json", marker)
     return marker
 
@@ -370,13 +399,13 @@ def write_shard_table(path: str, table: pa.Table, cfg: ShardConfig) -> int:
                 writer.write_table(table.slice(lo, hi - lo), row_group_size=max(hi - lo, 1))
         finally:
             writer.close()
-    return os.path.getsize(path)
+    return io.file_size(path)
 
 
 def gather_shard(index: int, sources: list[tuple[str, int]], expected_rows: int, final: str, cfg: ShardConfig,
                  marker_path: str, layout_key: str) -> dict:
     """Read this shard's row group from every scatter file, restore the shuffled order, write the shard."""
-    parts = [pq.ParquetFile(path).read_row_group(group) for path, group in sources]
+    parts = [io.parquet_file(path).read_row_group(group) for path, group in sources]
     if parts:
         table = pa.concat_tables(parts, promote_options="permissive")
     else:
@@ -429,9 +458,10 @@ def _grouped(labels: list[str], tokens: np.ndarray) -> dict[str, dict[str, int]]
 def describe_shard(path: str, score_columns: list[str], bucket_width: float, table: pa.Table | None = None) -> dict:
     """rows, tokens, bytes, sha256 and totals per language, score bucket and duplicate-cluster size."""
     if table is None:
-        names = pq.read_schema(path).names
-        wanted = [c for c in ("lang", "token_count", "dup_cluster_size", *score_columns) if c in names]
-        table = pq.read_table(path, columns=wanted)
+        names = io.read_parquet_schema(path).names
+        wanted = [c for c in ("lang", "token_count", "dup_cluster_size", buckets.BUCKET_COLUMN, *score_columns)
+                  if c in names]
+        table = io.read_parquet(path, columns=wanted)
     n = table.num_rows
     tokens = (pc.fill_null(table.column("token_count"), 0).to_numpy(zero_copy_only=False).astype(np.int64)
               if "token_count" in table.column_names else np.zeros(n, np.int64))
@@ -452,11 +482,14 @@ def describe_shard(path: str, score_columns: list[str], bucket_width: float, tab
     if "dup_cluster_size" in table.column_names:
         sizes = table.column("dup_cluster_size").to_pylist()
         dup = _grouped([cluster_size_label(s) if s else "null" for s in sizes], tokens)
+    extra = ({"by_quality_bucket": buckets.bucket_totals(table, tokens)}
+             if buckets.BUCKET_COLUMN in table.column_names else {})
     return {
+        **extra,
         "path": os.path.basename(path),
         "rows": n,
         "tokens": int(tokens.sum()),
-        "bytes": os.path.getsize(path),
+        "bytes": io.file_size(path),
         "sha256": io.sha256_file(path),
         "by_language": _grouped(langs, tokens),
         "by_score": by_score,
@@ -467,6 +500,31 @@ def describe_shard(path: str, score_columns: list[str], bucket_width: float, tab
 
 # ---------------------------------------------------------------------------------------------
 # the stage
+
+
+def check_quality_inputs(quality: QualityBucketConfig, files: list[str]) -> None:
+    """Quality buckets need their score columns and at least as many documents as buckets (before any task)."""
+    names = set().union(*(io.read_parquet_schema(p).names for p in files)) if files else set()
+    missing = [c for c in quality.columns if c not in names]
+    if missing:
+        raise ConfigError(f"shard.quality_buckets.columns: {missing} not in any input (columns: {sorted(names)}); "
+                          "expected score columns written by the classify stage")
+    rows = sum(pq.read_metadata(p).num_rows for p in files)
+    if rows < quality.buckets:
+        raise ConfigError(f"shard.quality_buckets.buckets: {quality.buckets} buckets for {rows} documents; "
+                          "expected at most one bucket per document")
+
+
+def quality_summary(quality: QualityBucketConfig, edges: dict, descs: list[dict]) -> dict:
+    """Bucket settings, edges per language and column, and rows/tokens per bucket (summed over shards)."""
+    totals: dict[str, dict[str, int]] = {}
+    for desc in descs:
+        for bucket, counts in desc.get("by_quality_bucket", {}).items():
+            entry = totals.setdefault(bucket, {"rows": 0, "tokens": 0})
+            entry["rows"] += counts["rows"]
+            entry["tokens"] += counts["tokens"]
+    return {**quality.model_dump(mode="json"), "edges": edges,
+            "totals": dict(sorted(totals.items(), key=lambda kv: int(kv[0]) if kv[0] != "null" else 1 << 30))}
 
 
 def shard_name(i: int) -> str:
@@ -482,7 +540,7 @@ def _complete_set(output_dir: str, plan_key: str) -> dict | None:
         return None  # a set with skipped inputs is recomputed: the failure may have been transient
     for s in summary.get("shards", []):
         full = os.path.join(output_dir, s["path"])
-        if not os.path.isfile(full) or os.path.getsize(full) != s["bytes"]:
+        if not io.isfile(full) or io.file_size(full) != s["bytes"]:
             return None
     return summary
 
@@ -512,7 +570,7 @@ def write_shards(config: Config, inputs: list[str], output_dir: str) -> dict:
 
     cfg = config.shard
     started = time.perf_counter()
-    if cfg.tokenizer and not os.path.isfile(cfg.tokenizer):
+    if cfg.tokenizer and not io.isfile(cfg.tokenizer):
         raise ConfigError(f"shard.tokenizer: {cfg.tokenizer!r} is not a file; expected a tokenizer.json "
                           "(or null for the bytes/4 estimate)")
     files = io.expand_inputs(inputs, (".parquet",))
@@ -520,7 +578,7 @@ def write_shards(config: Config, inputs: list[str], output_dir: str) -> dict:
     readable = []
     for path in files:
         try:
-            schema = pq.read_schema(path)
+            schema = io.read_parquet_schema(path)
         except Exception as err:  # an unreadable file is skipped and reported; a wrong schema stops the run
             failures.append({"stage": "shard", "file": path, "reason": "unreadable_input",
                              "detail": f"{type(err).__name__}: {str(err)[:300]}"})
@@ -528,6 +586,9 @@ def write_shards(config: Config, inputs: list[str], output_dir: str) -> dict:
         check_input_schema(schema, path)
         readable.append(path)
     counter = token_counter_info(cfg)
+    quality = cfg.quality_buckets if cfg.quality_buckets.enabled else None
+    if quality is not None:
+        check_quality_inputs(quality, readable)
     fingerprints = [_fingerprint(p) for p in files]
     shard_cfg = cfg.model_dump(mode="json")
     plan_key = hashlib.sha256(json.dumps(
@@ -544,22 +605,23 @@ def write_shards(config: Config, inputs: list[str], output_dir: str) -> dict:
     work = os.path.join(output_dir, WORK_DIR)
     scan_dir = os.path.join(work, "scan")
     names = io.shard_names(files)
-    scan_paths = [os.path.join(scan_dir, f"{n}-{_scan_key(f, counter)}.npz") for n, f in zip(names, fingerprints,
-                                                                                               strict=True)]
+    scan_what = {**counter, "quality": quality.model_dump(mode="json")} if quality is not None else counter
+    scan_paths = [os.path.join(scan_dir, f"{n}-{_scan_key(f, scan_what)}.npz") for n, f in zip(names, fingerprints,
+                                                                                                 strict=True)]
     # step 1: scan
     scan = remote_task(scan_input, "shard.scan", config.ray)
-    refs = {scan.remote(p, cfg.tokenizer, cfg.tokenizer_batch, c, config.ray.task_cpus): p
+    refs = {scan.remote(p, cfg.tokenizer, cfg.tokenizer_batch, c, config.ray.task_cpus, quality): p
             for p, c in zip(files, scan_paths, strict=True) if p in readable}
     scanned, scan_errors = _run_all(refs)
     failures += [{"stage": "shard", "file": p, "reason": "scan_failed", "detail": e} for p, e in scan_errors.items()]
     for f in failures:
         log.error("shard: input %s skipped: %s", f["file"], f["detail"])
     used = [i for i, p in enumerate(files) if p in scanned]
-    if os.path.isdir(scan_dir):  # keep the cache of current inputs only
+    if io.isdir(scan_dir):  # keep the cache of current inputs only
         keep = {os.path.basename(scan_paths[i]) for i in used}
-        for name in os.listdir(scan_dir):
+        for name in io.listdir(scan_dir):
             if name not in keep:
-                os.remove(os.path.join(scan_dir, name))
+                io.remove(os.path.join(scan_dir, name))
 
     # step 2: plan
     tokens = [scanned[files[i]]["tokens"] for i in used]
@@ -569,6 +631,8 @@ def write_shards(config: Config, inputs: list[str], output_dir: str) -> dict:
     all_tokens = np.concatenate(tokens) if tokens else np.zeros(0, np.int64)
     n = n_shards_for(cfg, int((all_tokens * counts).sum()), int((all_bytes * counts).sum()), int(counts.sum()))
     plan = make_plan(tokens, clusters, n, cfg)
+    edges = (buckets.bucket_edges(buckets.merge_histograms([scanned[files[i]]["histograms"] for i in used]), quality)
+             if quality is not None else None)
     # the layout also depends on which inputs could be scanned: a transient failure must not let a later
     # run reuse shards or scatter files of a different layout under the same plan key
     layout_key = hashlib.sha256(f"{plan_key}:{used}".encode()).hexdigest()
@@ -581,16 +645,16 @@ def write_shards(config: Config, inputs: list[str], output_dir: str) -> dict:
     for j in range(n):
         marker = io.read_json(os.path.join(stats_dir, shard_name(j) + ".json"))
         full = os.path.join(output_dir, shard_name(j))
-        if (marker and marker.get("layout_key") == layout_key and os.path.isfile(full)
-                and os.path.getsize(full) == marker["describe"]["bytes"]):
+        if (marker and marker.get("layout_key") == layout_key and io.isfile(full)
+                and io.file_size(full) == marker["describe"]["bytes"]):
             complete[j] = marker["describe"]
-    for old in os.listdir(output_dir):  # shards of an earlier layout must not linger next to the new set
+    for old in io.listdir(output_dir):  # shards of an earlier layout must not linger next to the new set
         if old.startswith(SHARD_PREFIX) and old.endswith(".parquet") and old not in {
                 shard_name(j) for j in range(n)}:
-            os.remove(os.path.join(output_dir, old))
-    for old in os.listdir(stats_dir):
+            io.remove(os.path.join(output_dir, old))
+    for old in io.listdir(stats_dir):
         if old.startswith(SHARD_PREFIX) and int(old[len(SHARD_PREFIX):].split(".")[0]) not in complete:
-            os.remove(os.path.join(stats_dir, old))
+            io.remove(os.path.join(stats_dir, old))
 
     todo = [j for j in range(n) if j not in complete]
     gather_results: dict[str, dict] = {}
@@ -602,10 +666,11 @@ def write_shards(config: Config, inputs: list[str], output_dir: str) -> dict:
         for k, i in enumerate(used):
             out = os.path.join(scatter_dir, f"{k:06d}-{names[i]}.parquet")
             marker = io.read_json(out + ".json")
-            if marker and os.path.isfile(out) and os.path.getsize(out) == marker["size"]:
+            if marker and io.isfile(out) and io.file_size(out) == marker["size"]:
                 markers[out] = marker
             else:
-                refs[scatter.remote(files[i], plan.for_input(k), out, cfg.rehydration.enabled)] = out
+                refs[scatter.remote(files[i], plan.for_input(k), out, cfg.rehydration.enabled,
+                                    (quality, edges) if quality is not None else None)] = out
         results, errors = _run_all(refs)
         if errors:
             raise RuntimeError("shard: scatter failed for " + "; ".join(f"{p}: {e}" for p, e in errors.items()))
@@ -619,14 +684,15 @@ def write_shards(config: Config, inputs: list[str], output_dir: str) -> dict:
         gather_results, errors = _run_all(refs)
         if errors:
             raise RuntimeError("shard: writing failed for " + "; ".join(f"{p}: {e}" for p, e in errors.items()))
-    shutil.rmtree(scatter_dir, ignore_errors=True)
-    for name in os.listdir(work) if os.path.isdir(work) else []:
+    io.rmtree(scatter_dir)
+    for name in io.listdir(work) if io.isdir(work) else []:
         if name.startswith("scatter-"):
-            shutil.rmtree(os.path.join(work, name), ignore_errors=True)
+            io.rmtree(os.path.join(work, name))
 
-    shards = []
+    shards, descs = [], []
     for j in range(n):
         desc = complete.get(j) or gather_results[shard_name(j)]
+        descs.append(desc)
         shards.append({k: desc[k] for k in ("path", "rows", "tokens", "bytes", "sha256")})
     wall = round(time.perf_counter() - started, 3)
     docs_in = int(sum(len(t) for t in tokens))
@@ -652,6 +718,8 @@ def write_shards(config: Config, inputs: list[str], output_dir: str) -> dict:
         "docs_per_s": round(docs_in / max(wall, 1e-9), 2),
         "shards_reused": len(complete),
     }
+    if quality is not None:
+        summary["quality_buckets"] = quality_summary(quality, edges or {}, descs)
     io.write_text_atomic(os.path.join(output_dir, STAGE_FAILURES_NAME),
                          "".join(json.dumps(f, sort_keys=True) + "\n" for f in failures))
     io.write_json_atomic(os.path.join(output_dir, SHARD_SUMMARY), summary)

@@ -12,7 +12,6 @@ from collections import Counter
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from pipelines import io
 from pipelines.config import Config
@@ -46,7 +45,7 @@ class DocumentStage(Stage):
 
     def check_inputs(self, files: list[str]) -> None:
         for path in files:
-            check_input_schema(pq.read_schema(path), path)
+            check_input_schema(io.read_parquet_schema(path), path)
 
     def setup(self) -> None:
         """Load models once per worker process; called before the first batch of each shard."""
@@ -67,7 +66,7 @@ class DocumentStage(Stage):
         counters: dict[str, Counter] = {}
         docs_in = bytes_in = bytes_out = 0
         try:
-            source = pq.ParquetFile(input_path)
+            source = io.parquet_file(input_path)
             if source.metadata.num_rows == 0:  # still run one (empty) batch: it gives the output schema
                 out, _, _ = self.process_batch(source.schema_arrow.empty_table())
                 kept_w.write(out)

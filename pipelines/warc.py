@@ -4,6 +4,11 @@ FastWARC does the parsing (about 3x faster than warcio here); warcio is kept onl
 ARC format. Two failure modes FastWARC does not report are checked here: a gzip file cut in the
 middle (FastWARC just stops) is detected by re-reading the tail after the last record, and a file
 that is not a WARC at all surfaces as a named read error instead of an empty result.
+
+A bad record never costs the rest of its file: a body that claims chunked transfer encoding but is
+stored de-chunked (pywb and other crawlers do this) is read as it is and marked ``repaired``, and a
+record FastWARC cannot parse (an oversized HTTP header block) comes out as a :class:`SkippedRecord`
+while reading goes on. Only a stream that cannot be read past (corrupt gzip, garbage) ends the file.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ class ResponseRecord:
     declared_length: int
     offset: int  # position of the record in the (compressed) file
     truncated: bool = False  # the file ends inside this record
+    repaired: str | None = None  # what was wrong and worked around while reading (``bad_chunking``)
 
 
 @dataclass(slots=True)
@@ -65,6 +71,22 @@ class ConversionRecord:
     declared_length: int
     offset: int
     truncated: bool = False
+    repaired: str | None = None  # as ResponseRecord's; nothing is repaired in WET text yet
+
+
+@dataclass(slots=True)
+class SkippedRecord:
+    """A record that could not be parsed at all; reading goes on with the next one.
+
+    It has no row in the output (there is no payload to judge), so readers count it as a failed
+    record: ``kept + rejected + skipped == records in the file``. ``record_id`` and ``url`` are set
+    when the WARC headers were readable.
+    """
+
+    reason: str
+    detail: str
+    record_id: str | None = None
+    url: str | None = None
 
 
 _R = TypeVar("_R", ResponseRecord, ConversionRecord)
@@ -75,7 +97,8 @@ def _header(headers, name: str) -> str | None:
     return value if value else None
 
 
-def iter_responses(path: str, max_record_bytes: int, max_decompressed_bytes: int) -> Iterator[ResponseRecord]:
+def iter_responses(path: str, max_record_bytes: int,
+                   max_decompressed_bytes: int) -> Iterator[ResponseRecord | SkippedRecord]:
     """Yield the response records of a WARC (or ARC) file; raise WarcReadError when reading breaks.
 
     Records already yielded stay valid when a later part of the file fails, so a file truncated
@@ -95,39 +118,60 @@ def iter_responses(path: str, max_record_bytes: int, max_decompressed_bytes: int
     )
 
 
-def _iter_warc(path: str, record_types: WarcRecordType, parse_http: bool, convert: Callable[[Any], _R]) -> Iterator[_R]:
+def _iter_warc(path: str, record_types: WarcRecordType, parse_http: bool,
+               convert: Callable[[Any], _R]) -> Iterator[_R | SkippedRecord]:
     """Iterate one record type of a WARC file, converted by ``convert``, with truncation detected.
 
     The last record is held back until the gzip tail is checked: a file cut inside it yields it
-    with ``truncated = True`` and then raises ``truncated_gzip``.
+    with ``truncated = True`` and then raises ``truncated_gzip``. A read error that FastWARC can
+    step past (it resumes at the next record) costs only that record, yielded as a SkippedRecord;
+    a second error in a row, or an error at the very end, means the stream itself is broken.
     """
     last_offset = 0
-    held: _R | None = None  # yielded once the next record parses: the file may end inside it
-    local = not io.is_url(path)
-    stream = path if local else io.open_input(path)
+    held: _R | SkippedRecord | None = None  # yielded once the next record parses: the file may end inside it
+    error: Exception | None = None  # a read error not yet known to be confined to one record
+    gzipped = head_is_gzip(path)
+    # FastWARC picks its decompressor from a path's suffix, but sniffs an open stream: a plain WARC
+    # saved as .warc.gz (a download decoded on the way) is read through a stream.
+    native = not io.is_url(path) and path.endswith(".gz") == gzipped
+    stream = path if native else io.open_input(path)
     try:
-        records = ArchiveIterator(
+        records = iter(ArchiveIterator(
             stream,
             record_types=record_types,
             parse_http=parse_http,
-            # Chunked transfer encoding is undone by FastWARC; Content-Encoding is undone here, under a
-            # size cap (FastWARC's decoder cannot stop early without losing its place in the file).
-            auto_decode="transfer" if parse_http else "none",
+            # Transfer and content encodings are undone here, record by record: FastWARC's own decoder
+            # fails the whole stream on a body that only claims to be chunked, and cannot stop early
+            # under a size cap without losing its place in the file.
+            auto_decode="none",
             fsspec_args=False,
-        )
-        for rec in records:
+        ))
+        while True:
+            try:
+                rec = next(records)
+                converted = _convert(convert, rec)
+            except StopIteration:
+                break
+            except Exception as err:  # OSError from FastWARC, mostly; anything else it raises is read alike
+                if error is not None:
+                    break
+                error = err
+                continue
             last_offset = rec.stream_pos
             if held is not None:
                 yield held
-            held = convert(rec)
-    except OSError as err:
+            if error is not None:
+                yield SkippedRecord("unreadable_record", str(error))
+                error = None
+            held = converted
+    finally:
+        if not native:
+            stream.close()
+    if error is not None:
         if held is not None:
             yield held
-        raise WarcReadError("warc_read_error", str(err)) from None
-    finally:
-        if not local:
-            stream.close()
-    if not head_is_gzip(path):
+        raise WarcReadError("warc_read_error", str(error))
+    if not gzipped:
         if held is not None:
             yield held
         return
@@ -135,14 +179,52 @@ def _iter_warc(path: str, record_types: WarcRecordType, parse_http: bool, conver
         _check_gzip_tail(path, last_offset)
     except WarcReadError as err:
         if held is not None:
-            held.truncated = err.reason == "truncated_gzip" and err.detail.startswith("member 0 ")
+            if not isinstance(held, SkippedRecord):
+                held.truncated = err.reason == "truncated_gzip" and err.detail.startswith("member 0 ")
             yield held
         raise
     if held is not None:
         yield held
 
 
-def iter_conversions(path: str, max_record_bytes: int) -> Iterator[ConversionRecord]:
+def _convert(convert: Callable[[Any], _R], rec) -> _R | SkippedRecord:
+    """``convert(rec)``, with a parse error in this record's own fields confined to the record.
+
+    OSError passes through: it comes from the stream, which the caller judges.
+    """
+    try:
+        return convert(rec)
+    except OSError:
+        raise
+    except Exception as err:  # a malformed field must not stop the file
+        headers = rec.headers
+        return SkippedRecord(f"record_error:{type(err).__name__}", str(err)[:300],
+                             _header(headers, "WARC-Record-ID"), _clean_uri(_header(headers, "WARC-Target-URI")))
+
+
+def read_warcinfo(path: str, max_bytes: int = 65536) -> dict[str, str]:
+    """The fields of the file's leading ``warcinfo`` record (``isPartOf``, ``software`` ...).
+
+    Only the first record is parsed; ``{}`` when it is not a warcinfo record or the file cannot be
+    read (the main read names that problem).
+    """
+    try:
+        with io.open_input(path) as fh:
+            first = next(iter(ArchiveIterator(fh, parse_http=False, auto_decode="none")), None)
+            if first is None or first.record_type != WarcRecordType.warcinfo:
+                return {}
+            body = first.reader.read(max_bytes)
+    except OSError:
+        return {}
+    fields: dict[str, str] = {}
+    for line in body.decode("utf-8", "replace").splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip():
+            fields.setdefault(key.strip(), value.strip())
+    return fields
+
+
+def iter_conversions(path: str, max_record_bytes: int) -> Iterator[ConversionRecord | SkippedRecord]:
     """Yield the ``conversion`` records of a WET file; raise WarcReadError when reading breaks.
 
     Same guarantees as :func:`iter_responses`: an empty, foreign or truncated file is a named
@@ -181,9 +263,14 @@ def _to_response(rec, max_record_bytes: int, max_decompressed_bytes: int) -> Res
     http = rec.http_headers if rec.is_http else None
     declared = int(rec.content_length or 0)
     payload: bytes | None = None
+    repaired = None
     if declared <= max_record_bytes:
         payload = rec.reader.read()
         if http is not None and payload:
+            transfer = http.get("Transfer-Encoding")
+            if transfer and "chunked" in transfer.lower():
+                body = dechunk(payload)
+                payload, repaired = (payload, "bad_chunking") if body is None else (body, None)
             payload = decode_content(payload, http.get("Content-Encoding"), max_decompressed_bytes)
     ctype = rec.http_content_type if http is not None else None
     return ResponseRecord(
@@ -196,7 +283,39 @@ def _to_response(rec, max_record_bytes: int, max_decompressed_bytes: int) -> Res
         payload=payload,
         declared_length=declared,
         offset=rec.stream_pos,
+        repaired=repaired,
     )
+
+
+def dechunk(raw: bytes) -> bytes | None:
+    """Undo chunked transfer encoding; None when ``raw`` is not chunked (the caller keeps it as is).
+
+    Archives such as pywb's keep ``Transfer-Encoding: chunked`` in the stored header while storing the
+    body de-chunked; warcio reads such a body as it is, and so do we. Framing is checked strictly
+    (hex size line, CRLF after each chunk) so a page is never mistaken for chunks; a last chunk cut
+    short (the crawler stopped reading) keeps what arrived.
+    """
+    parts: list[bytes] = []
+    pos, end = 0, len(raw)
+    while pos < end:
+        eol = raw.find(b"\r\n", pos, pos + 256)  # a size line is short
+        if eol < 0:
+            return None
+        size_field = raw[pos:eol].split(b";", 1)[0].strip()
+        if not size_field or size_field.strip(b"0123456789abcdefABCDEF"):
+            return None
+        size = int(size_field, 16)
+        if size == 0:
+            return b"".join(parts)
+        start, pos = eol + 2, eol + 2 + size
+        if pos > end and not parts:  # a first chunk longer than the body: not chunk framing
+            return None
+        parts.append(raw[start:pos])
+        if pos < end:
+            if not raw.startswith(b"\r\n", pos):
+                return None
+            pos += 2
+    return b"".join(parts) if parts else None
 
 
 def decode_content(raw: bytes, encoding: str | None, cap: int) -> bytes | None:
@@ -399,7 +518,7 @@ def decode_html(payload: bytes, http_charset: str | None) -> tuple[str, str]:
     for enc in dict.fromkeys(c for c in candidates if c):
         try:
             return payload.decode(enc), enc
-        except (UnicodeDecodeError, LookupError):
+        except (UnicodeError, LookupError):  # UnicodeError: codecs such as idna or "undefined"
             continue
     enc = _detect(payload[:65536]) or "cp1252"
     return payload.decode(enc, errors="replace"), enc

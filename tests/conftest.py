@@ -94,3 +94,59 @@ def warc_builder(tmp_path):
 
 def gzip_bytes(data: bytes) -> bytes:
     return gzip.compress(data, mtime=0)
+
+
+class S3Server:
+    """A local S3 endpoint (moto) that s3fs/botocore reach through ``AWS_ENDPOINT_URL``.
+
+    `env` holds every variable the fixture sets: pass it to subprocesses or a Ray runtime env so
+    they reach the same server with the same fake credentials.
+    """
+
+    def __init__(self, endpoint_url: str, env: dict[str, str]) -> None:
+        self.endpoint_url = endpoint_url
+        self.env = env
+        self._buckets = 0
+
+    def filesystem(self):
+        import fsspec
+
+        return fsspec.filesystem("s3", skip_instance_cache=True, endpoint_url=self.endpoint_url)
+
+    def bucket(self, prefix: str = "test") -> str:
+        """A new empty bucket (unique within the session); returns its ``s3://`` URL."""
+        self._buckets += 1
+        name = f"{prefix}-{self._buckets}"
+        self.filesystem().mkdir(name)
+        return f"s3://{name}"
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 server on 127.0.0.1 (a free port) for the whole session, stopped even when tests fail.
+
+    Credentials are fake and come only from environment variables set here; the shared AWS config
+    and credentials files are pointed at nothing so a developer's real profile is never read.
+    s3fs's instance cache is cleared on entry and exit so no client outlives the server.
+    """
+    import s3fs
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    env = {"AWS_ACCESS_KEY_ID": "fake-key", "AWS_SECRET_ACCESS_KEY": "fake-secret", "AWS_DEFAULT_REGION": "us-east-1",
+           "AWS_ENDPOINT_URL": endpoint, "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+           "AWS_EC2_METADATA_DISABLED": "true"}
+    with pytest.MonkeyPatch.context() as mp:
+        for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+            mp.delenv(key, raising=False)
+        for key, value in env.items():
+            mp.setenv(key, value)
+        s3fs.S3FileSystem.clear_instance_cache()
+        try:
+            yield S3Server(endpoint, env)
+        finally:
+            s3fs.S3FileSystem.clear_instance_cache()
+            server.stop()

@@ -1,4 +1,5 @@
-"""`make bench`'s arithmetic: medians, per-core and per-CPU-second figures, ratios and stage costs.
+"""`make bench`'s arithmetic (medians, per-core and per-CPU-second figures, ratios and stage costs)
+and its input (distinct pages by default, repeated pages on request).
 
 The runs themselves take minutes and are not tests; what turns their timings into the published
 table is, so it is checked here on hand-made timings with known answers.
@@ -6,9 +7,14 @@ table is, so it is checked here on hand-made timings with known answers.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pyarrow.parquet as pq
 import pytest
 
 from bench.bench import STAGES, markdown, stage_core_seconds, summarise
+from bench.make_input import MODES, build, vary_page
+from pipelines.config import PER_SHARD_STAGES
 
 META = {"html_records": 1000, "records": 1500, "bytes": 10_000_000, "files": 4}
 
@@ -50,7 +56,8 @@ def test_ratios_scaling_and_stage_costs():
     # per-shard stages cost their task seconds; dedup and shard their wall seconds x workers
     assert t1["stages"]["extract"]["core_seconds"] == 85.0
     assert rows["ours-trafilatura-2w"]["stages"]["dedup"]["core_seconds"] == 2.0
-    others = 1.0 * 3 + 2.0 + 0.5  # langid, filter, classify task seconds + dedup + shard
+    per_shard_others = [s for s in STAGES if s in PER_SHARD_STAGES and s != "extract"]  # 1.0 task second each
+    others = 1.0 * len(per_shard_others) + 2.0 + 0.5  # + dedup and shard (wall x workers)
     assert d["non_extract_over_extract_trafilatura_1w"] == pytest.approx(others / 85.0, abs=0.001)
     table = markdown(out, META, {"cpus": 2, "python": "3.11", "repeats": 3, "datatrove_repeats": 1})
     assert "| ours-trafilatura-1w | 1 | 110.0 (100.0, 120.0, 110.0) |" in table
@@ -61,3 +68,48 @@ def test_stage_cost_without_task_seconds_falls_back_to_wall_times_workers():
     assert stage_core_seconds({"name": "filter", "seconds": 3.0, "task_seconds": 5.0}, 2) == 5.0
     assert stage_core_seconds({"name": "dedup", "seconds": 3.0, "task_seconds": 0.1}, 2) == 6.0
     assert stage_core_seconds({"seconds": 4.0}, 2) == 8.0  # results saved before stages carried their name
+
+
+def _extracted_texts(input_dir: Path, out: Path) -> list[str]:
+    from pipelines.config import parse_config
+    from pipelines.extract import ExtractStage
+
+    stage = ExtractStage(parse_config({}))
+    texts = []
+    for i, path in enumerate(sorted(input_dir.glob("bench-*.warc.gz"))):
+        stage.process_shard(str(path), str(out), f"b{i}")
+        texts += pq.read_table(out / f"b{i}.parquet", columns=["text"]).column("text").to_pylist()
+    return texts
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_distinct_mode_makes_every_page_text_unique_and_repeated_mode_does_not(tmp_path, mode):
+    # the bundled sample alone, three rounds of it: in repeated mode every page comes back twice more
+    meta = build(tmp_path / "in", html_records=500, n_files=2, mode=mode, shared=None)
+    assert meta["mode"] == mode and meta["rounds"] == 3
+    texts = _extracted_texts(tmp_path / "in", tmp_path / "out")
+    assert len(texts) > 0.8 * meta["html_records"]  # varied pages still extract (the words are the page's own)
+    if mode == "distinct":
+        assert len(set(texts)) == len(texts)
+    else:
+        assert len(set(texts)) <= len(texts) / 3
+
+
+def test_input_built_in_another_mode_is_rebuilt(tmp_path):
+    first = build(tmp_path / "in", html_records=10, n_files=1, mode="repeated", shared=None)
+    again = build(tmp_path / "in", html_records=10, n_files=1, mode="repeated", shared=None)
+    other = build(tmp_path / "in", html_records=10, n_files=1, mode="distinct", shared=None)
+    assert again == first and other["mode"] == "distinct"
+    with pytest.raises(ValueError, match="mode: expected one of distinct, repeated, got 'shuffled'"):
+        build(tmp_path / "x", html_records=10, n_files=1, mode="shuffled")
+
+
+def test_vary_page_changes_words_only_outside_markup():
+    html = (b"<html><head><style>p { color: red }</style><script>var a = 1;</script></head><body>"
+            b"<p class='x'>" + b" ".join(b"w%d" % i for i in range(200)) + b"</p><!-- a comment --></body></html>")
+    varied = vary_page(html, [0, 0], set())
+    assert varied != html and len(varied.split()) == len(html.split())
+    for markup in (b"<style>p { color: red }</style>", b"<script>var a = 1;</script>", b"<p class='x'>",
+                   b"<!-- a comment -->"):
+        assert markup in varied
+    assert vary_page(b"<p></p>", [0, 0], set()) == b"<p></p>"  # nothing to vary

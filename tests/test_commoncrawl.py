@@ -472,46 +472,29 @@ def test_cli_resolves_the_index_and_prints_what_it_fetched(tmp_path, site, capsy
     assert not list((tmp_path / "run" / "extract").glob("_plan*.parquet"))  # plans stay out of the stage's shards
 
 
-def test_s3_urls_take_the_fsspec_route(tmp_path, cc_site, monkeypatch):
-    """``base_url: s3://commoncrawl/`` against a local S3 (moto); skipped unless s3fs and moto are installed."""
-    pytest.importorskip("s3fs")
-    moto_server = pytest.importorskip("moto.server")
-    import fsspec
-    import s3fs
+def test_s3_urls_take_the_fsspec_route(tmp_path, cc_site, s3_server):
+    """``base_url: s3://<bucket>/`` against the session's local S3 server (moto, see conftest)."""
+    fs = s3_server.filesystem()
+    bucket = s3_server.bucket("commoncrawl")
+    warc_rel = _rel(f"{SNAPSHOT}-20240220000000-00000.warc.gz", 0)
+    for rel in (f"crawl-data/{SNAPSHOT}/warc.paths.gz", warc_rel):
+        fs.put_file(str(cc_site.root / rel), f"{bucket}/{rel}")
 
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        for key, value in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-                           "AWS_DEFAULT_REGION": "us-east-1"}.items():
-            monkeypatch.setenv(key, value)
-        monkeypatch.setitem(fsspec.config.conf, "s3", {"client_kwargs": {"endpoint_url": f"http://{host}:{port}"}})
-        s3fs.S3FileSystem.clear_instance_cache()
-        fs = fsspec.filesystem("s3")
-        fs.mkdir("commoncrawl")
-        warc_rel = _rel(f"{SNAPSHOT}-20240220000000-00000.warc.gz", 0)
-        for rel in (f"crawl-data/{SNAPSHOT}/warc.paths.gz", warc_rel):
-            fs.put_file(str(cc_site.root / rel), f"commoncrawl/{rel}")
+    config = parse_config({"name": "s3", "output": str(tmp_path / "run"), "extract": {"extractor": "resiliparse"},
+                           "input": {"snapshot": SNAPSHOT, "files": "0", "base_url": f"{bucket}/", **FAST}})
+    (url,) = cc.resolve_inputs(config)  # the listing names two files; only warc_rel was uploaded
+    assert url == f"{bucket}/{warc_rel}"
+    stats = ExtractStage(config).process_shard(url, str(tmp_path / "s3"), "s")
+    ExtractStage(config).process_shard(str(cc_site.root / warc_rel), str(tmp_path / "local"), "s")
+    assert stats["counters"]["fetch"]["whole_file_bytes"] == (cc_site.root / warc_rel).stat().st_size
+    assert [r["text"] for r in _rows(tmp_path / "s3")] == [r["text"] for r in _rows(tmp_path / "local")]
 
-        config = parse_config({"name": "s3", "output": str(tmp_path / "run"), "extract": {"extractor": "resiliparse"},
-                               "input": {"snapshot": SNAPSHOT, "files": "0", "base_url": "s3://commoncrawl/", **FAST}})
-        (url,) = cc.resolve_inputs(config)  # the listing names two files; only warc_rel was uploaded
-        assert url == f"s3://commoncrawl/{warc_rel}"
-        stats = ExtractStage(config).process_shard(url, str(tmp_path / "s3"), "s")
-        ExtractStage(config).process_shard(str(cc_site.root / warc_rel), str(tmp_path / "local"), "s")
-        assert stats["counters"]["fetch"]["whole_file_bytes"] == (cc_site.root / warc_rel).stat().st_size
-        assert [r["text"] for r in _rows(tmp_path / "s3")] == [r["text"] for r in _rows(tmp_path / "local")]
-
-        index_cfg = parse_config({"name": "s3i", "output": str(tmp_path / "run2"), "extract": {"extractor": "resiliparse"},
-                                  "input": {"index": str(cc_site.root / INDEX_FILE), "languages": ["por"],
-                                            "files": "0", "base_url": "s3://commoncrawl/", **FAST}})
-        (plan,) = cc.resolve_inputs(index_cfg)
-        stats = ExtractStage(index_cfg).process_shard(plan, str(tmp_path / "s3i"), "p")
-        fetch = stats["counters"]["fetch"]
-        assert stats["docs_in"] == pq.read_metadata(plan).num_rows and stats["failure_counts"] == {}
-        assert fetch["bytes_fetched"] == fetch["range_bytes"] < fetch["whole_file_bytes"]
-        assert {r["url"] for r in _rows(tmp_path / "s3i")} <= {r["url"] for r in _rows(tmp_path / "local")}
-    finally:
-        s3fs.S3FileSystem.clear_instance_cache()
-        server.stop()
+    index_cfg = parse_config({"name": "s3i", "output": str(tmp_path / "run2"), "extract": {"extractor": "resiliparse"},
+                              "input": {"index": str(cc_site.root / INDEX_FILE), "languages": ["por"],
+                                        "files": "0", "base_url": f"{bucket}/", **FAST}})
+    (plan,) = cc.resolve_inputs(index_cfg)
+    stats = ExtractStage(index_cfg).process_shard(plan, str(tmp_path / "s3i"), "p")
+    fetch = stats["counters"]["fetch"]
+    assert stats["docs_in"] == pq.read_metadata(plan).num_rows and stats["failure_counts"] == {}
+    assert fetch["bytes_fetched"] == fetch["range_bytes"] < fetch["whole_file_bytes"]
+    assert {r["url"] for r in _rows(tmp_path / "s3i")} <= {r["url"] for r in _rows(tmp_path / "local")}

@@ -52,7 +52,10 @@ def test_run_writes_every_stage_and_a_valid_corpus(demo_run):
     assert langid["docs_in"] == langid["docs_out"] + langid["docs_rejected"]
     assert set(langid["counters"]["lang"]) >= {"pt", "en", "es", "de"}
     corpus = pa.concat_tables(pq.read_table(p) for p in sorted((run / "corpus").glob("shard-*.parquet")))
-    assert corpus.schema.names[: len(DOCUMENT_SCHEMA)] == DOCUMENT_SCHEMA.names
+    design_columns = [n for n in corpus.schema.names if n in DOCUMENT_SCHEMA.names]
+    assert design_columns == DOCUMENT_SCHEMA.names  # README order: lang_top sits after lang_score
+    assert corpus.schema.names[: len(DOCUMENT_SCHEMA) + 1] == [*DOCUMENT_SCHEMA.names[:10], "lang_top",
+                                                               *DOCUMENT_SCHEMA.names[10:]]
     assert set(corpus.column("lang").to_pylist()) <= {"pt", "en", "es", "de"}
     assert corpus.num_rows == _summary(run, "dedup")["docs_out"]
     assert len(set(corpus.column("id").to_pylist())) == corpus.num_rows

@@ -5,8 +5,9 @@ import pytest
 
 from pipelines.config import parse_config
 from pipelines.extract import ExtractStage, RecordTimeout, doc_id, domain_of, snapshot_of, time_limit
+from pipelines.runner import run_shards
 from pipelines.schema import EXTRACT_COLUMNS
-from tests.conftest import html_page
+from tests.conftest import SHARED_WARC, html_page
 
 PT = ["A fotossíntese é o processo pelo qual as plantas transformam a luz do sol em energia química.",
       "Durante esse processo, a água e o gás carbônico são convertidos em glicose e oxigênio.",
@@ -105,3 +106,37 @@ def test_helpers():
     assert domain_of("not a url") is None
     assert snapshot_of("s3://commoncrawl/crawl-data/CC-MAIN-2024-10/segments/x.warc.gz", None) == "CC-MAIN-2024-10"
     assert snapshot_of("/data/x.warc.gz", "mine") == "mine"
+
+
+def _snapshot(tmp_path, path, configured: str | None = None) -> str | None:
+    _stage(tmp_path, snapshot=configured).process_shard(str(path), str(tmp_path / "snap"), path.name)
+    return pq.read_table(tmp_path / "snap" / f"{path.name}.parquet").column("snapshot")[0].as_py()
+
+
+def test_snapshot_from_warcinfo_when_the_file_name_lacks_it(tmp_path, warc_builder):
+    page = html_page("ok", PT).encode()
+    renamed = warc_builder("renamed-copy.warc.gz").warcinfo({"isPartOf": "CC-MAIN-2024-22"}) \
+        .response("https://a/", page).write()
+    assert _snapshot(tmp_path, renamed) == "CC-MAIN-2024-22"
+    assert _snapshot(tmp_path, renamed, "CC-MAIN-2023-50") == "CC-MAIN-2023-50"  # extract.snapshot wins
+    named = warc_builder("CC-MAIN-2024-10-00001.warc.gz").warcinfo({"isPartOf": "CC-MAIN-2024-22"}) \
+        .response("https://a/", page).write()
+    assert _snapshot(tmp_path, named, "CC-MAIN-2023-50") == "CC-MAIN-2024-10"  # the file's own name first
+    other = warc_builder("pywb.warc.gz").warcinfo({"isPartOf": "my-collection"}).response("https://a/", page).write()
+    assert _snapshot(tmp_path, other) is None  # not a Common Crawl crawl name
+
+
+@pytest.mark.skipif(not (SHARED_WARC / "cc-2024-one-record.warc.gz").is_file(), reason="shared data absent")
+def test_snapshot_of_a_real_common_crawl_file_without_the_crawl_in_its_name(tmp_path):
+    assert _snapshot(tmp_path, SHARED_WARC / "cc-2024-one-record.warc.gz") == "CC-MAIN-2024-22"
+
+
+def test_record_time_limit_holds_inside_ray_tasks(tmp_path, warc_builder, ray_session):
+    """SIGALRM works only on a main thread: this proves Ray runs stage tasks on one."""
+    big = html_page("slow", PT * 400).encode()  # ~100 KB of paragraphs: far over 1 ms for trafilatura
+    path = warc_builder().response("https://a/1", big).response("https://a/2", big).write()
+    cfg = parse_config({"name": "t", "output": str(tmp_path / "run"), "extract": {"record_timeout_s": 0.001},
+                        "ray": {"max_retries": 0}})
+    summary = run_shards(ExtractStage(cfg), [str(path)], str(tmp_path / "ray-out"), cfg.ray, progress=False)
+    assert summary["docs_in"] == 2 and summary["docs_out"] == 0
+    assert summary["reasons"] == {"extract_timeout": 2} and summary["failures_by_reason"] == {"extract_timeout": 2}

@@ -7,12 +7,14 @@ import io
 import zlib
 
 import pyarrow.parquet as pq
+import pytest
 from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
 from pipelines.config import parse_config
 from pipelines.extract import ExtractStage
-from pipelines.warc import WarcReadError, iter_responses
+from pipelines.runner import MAX_FAILURES_LISTED
+from pipelines.warc import SkippedRecord, WarcReadError, iter_responses
 from tests.conftest import WarcBuilder, html_page
 
 OK_PAGE = html_page("Fine", ["This page is perfectly ordinary and has a few sentences of text.",
@@ -89,6 +91,74 @@ def test_gzip_member_cut_in_the_middle_keeps_earlier_records(tmp_path):
     stats = _extract(tmp_path, cut)
     assert stats["docs_out"] == 1 and stats["reasons"] == {"truncated_record": 1}
     assert stats["failure_counts"] == {"truncated_gzip": 1, "truncated_record": 1}
+    (file_failure,) = [f for f in stats["failures"] if f["record"] is None]
+    assert file_failure["reason"] == "truncated_gzip" and file_failure["records_kept"] == 2
+    assert file_failure["detail"].startswith("partially read (2 records kept): member 0 after offset")
+
+
+def test_unreadable_file_names_no_records_kept(tmp_path):
+    path = tmp_path / "garbage.warc.gz"
+    path.write_bytes(b"\x1f\x8b\x08\x00garbage-after-gzip-magic" * 5)
+    (failure,) = _extract(tmp_path, path)["failures"]
+    assert failure["records_kept"] == 0 and "partially" not in failure["detail"]
+
+
+def test_file_failure_is_listed_even_after_many_record_failures(tmp_path):
+    many = MAX_FAILURES_LISTED + 5
+    builder = WarcBuilder(tmp_path / "many.warc.gz")
+    for i in range(many):
+        builder.response(f"http://a/big{i}", b"<html>" + b"x" * 3000 + b"</html>")
+    full = builder.response("http://a/last", OK_PAGE).write().read_bytes()
+    cut = tmp_path / "many-cut.warc.gz"
+    cut.write_bytes(full[: len(full) - 60])
+    stats = _extract(tmp_path, cut, max_record_bytes=2048)
+    assert stats["failure_counts"] == {"record_too_large": many, "truncated_gzip": 1, "truncated_record": 1}
+    assert len(stats["failures"]) == MAX_FAILURES_LISTED + 1
+    assert stats["failures"][-1]["reason"] == "truncated_gzip"
+    assert stats["failures"][-1]["records_kept"] == many + 1
+
+
+# --- one bad record in the middle of a good file -----------------------------------------------
+
+_GOOD = [f"http://good/{i}" for i in range(4)]
+_CHUNKED = [("Transfer-Encoding", "chunked")]
+# name: (payload, content type, status, extra headers, expected outcome of the bad record)
+_BAD_RECORDS = {
+    # pywb & co keep the chunked header over a de-chunked body: read as it is, counted as a repair
+    "dechunked_body": (OK_PAGE, "text/html", "200 OK", _CHUNKED, ("kept", "bad_chunking")),
+    # an HTTP header block past FastWARC's limit: the record cannot be parsed at all
+    "oversized_http_header": (OK_PAGE, "text/html", "200 OK", [("X-Long", "a" * 40_000)],
+                              ("failed", "unreadable_record")),
+    "garbage_status_line": (OK_PAGE, "text/html", "abc OK", [], ("rejected", "no_http_status")),
+    "charset_not_a_text_codec": (OK_PAGE, "text/html; charset=undefined", "200 OK", [], ("kept", None)),
+    "corrupt_gzip_body": (b"\x1f\x8b\x08\x00" + bytes(range(256)) * 4, "text/html", "200 OK",
+                          [("Content-Encoding", "gzip")], ("rejected", "binary_payload")),
+    "chunked_and_gzip_but_neither": (OK_PAGE, "text/html", "200 OK", _CHUNKED + [("Content-Encoding", "gzip")],
+                                     ("kept", "bad_chunking")),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_BAD_RECORDS))
+def test_a_bad_record_never_costs_the_rest_of_its_file(tmp_path, case):
+    payload, ctype, status, headers, (outcome, reason) = _BAD_RECORDS[case]
+    builder = WarcBuilder(tmp_path / f"{case}.warc.gz")
+    for url in _GOOD[:2]:
+        builder.response(url, OK_PAGE)
+    builder.response("http://bad/", payload, ctype, status, headers)
+    for url in _GOOD[2:]:
+        builder.response(url, OK_PAGE)
+    stats = _extract(tmp_path, builder.write())
+    kept = pq.read_table(tmp_path / "out" / "s.parquet").column("url").to_pylist()
+    failed = stats["records_in"] - stats["docs_in"]
+    assert stats["records_in"] == 5 == stats["docs_out"] + stats["docs_rejected"] + failed
+    assert [u for u in kept if u.startswith("http://good/")] == _GOOD
+    if outcome == "kept":
+        assert kept == _GOOD[:2] + ["http://bad/"] + _GOOD[2:] and stats["reasons"] == {}
+        assert stats.get("counters", {}).get("repaired", {}) == ({reason: 1} if reason else {})
+    elif outcome == "rejected":
+        assert stats["reasons"] == {reason: 1} and failed == 0
+    else:
+        assert failed == 1 and stats["failure_counts"] == {reason: 1} and stats["docs_rejected"] == 0
 
 
 # --- fuzzing the WARC reader ------------------------------------------------------------------
@@ -126,11 +196,13 @@ def test_fuzz_mutated_warcs_never_crash(tmp_path, cut, junk, pos, compress):
     path.write_bytes(data)
     try:
         for rec in iter_responses(str(path), 1_000_000, 1_000_000):
-            assert rec.payload is None or isinstance(rec.payload, bytes)
+            assert isinstance(rec, SkippedRecord) or rec.payload is None or isinstance(rec.payload, bytes)
     except WarcReadError as err:
         assert err.reason
     stats = _extract(tmp_path, path)
     assert stats["docs_in"] == stats["docs_out"] + stats["docs_rejected"]
+    assert stats["records_in"] - stats["docs_in"] == sum(
+        n for reason, n in stats["failure_counts"].items() if reason.startswith(("unreadable_record", "record_error")))
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

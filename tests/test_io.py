@@ -2,6 +2,7 @@ import os
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from pipelines import io
@@ -50,3 +51,29 @@ def test_remove_stale_tmp(tmp_path):
     (tmp_path / "shard.parquet").write_bytes(b"whole")
     assert io.remove_stale_tmp(str(tmp_path)) == 1
     assert os.listdir(tmp_path) == ["shard.parquet"]
+
+
+def test_s3_inputs_are_listed_opened_and_sized(s3_server):
+    """The reader side of object stores, against the session's local S3 server (moto, see conftest)."""
+    fs = s3_server.filesystem()
+    prefix = s3_server.bucket("inputs") + "/crawl"
+    for name, data in {"b.warc.gz": b"bb", "a.warc.gz": b"a", "notes.txt": b"n"}.items():
+        fs.pipe(f"{prefix}/{name}", data)
+    assert io.expand_inputs([f"{prefix}/*.warc.gz"]) == [f"{prefix}/a.warc.gz", f"{prefix}/b.warc.gz"]
+    with io.open_input(f"{prefix}/b.warc.gz") as fh:
+        assert fh.read() == b"bb"
+    assert io.input_size(f"{prefix}/b.warc.gz") == 2
+    with pytest.raises(FileNotFoundError, match="matched no files"):
+        io.expand_inputs([f"{prefix}/*.parquet"])
+
+
+def test_a_stage_reads_its_parquet_input_from_s3(s3_server, tmp_path):
+    from pipelines.config import parse_config
+    from pipelines.filter import FilterStage
+
+    local = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"id": ["a", "b"], "text": ["x", "y"], "lang": ["en", "en"]}), local)
+    url = s3_server.bucket("docs") + "/in.parquet"
+    s3_server.filesystem().put_file(str(local), url)
+    stats = FilterStage(parse_config({"filter": {"enabled": False}})).process_shard(url, str(tmp_path / "out"), "in")
+    assert stats["docs_in"] == 2 and stats["docs_out"] == 2

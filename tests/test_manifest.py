@@ -96,7 +96,7 @@ def test_validate_catches_a_corrupted_shard(copy, capsys):
     problems = validate_manifest(str(copy / "manifest.json"))
     assert any(p.startswith("shard-00001.parquet: CHECKSUM") for p in problems), problems
     assert main(["validate", str(copy / "manifest.json")]) == 1
-    assert "CHECKSUM" in capsys.readouterr().err
+    assert "CHECKSUM" in capsys.readouterr().out
 
 
 def test_validate_catches_a_missing_shard(copy):

@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 
 from pipelines.cli import main
-from pipelines.planner import Fit, PlannerError, dcpt_law, plan_mixture, read_losses, recommend_ratio
+from pipelines.planner import (
+    Fit,
+    PlannerError,
+    dcpt_law,
+    format_plan,
+    plan_mixture,
+    read_losses,
+    recommend_ratio,
+)
 
 EPS = 0.01
 #: E, A, alpha, B, eta, beta, C, gamma: general loss rises as its share r_g = 1 - r falls, domain loss
@@ -89,3 +97,47 @@ def test_cli_plan_mixture(tmp_path, capsys):
     plan = json.loads(out.read_text())
     assert abs(plan["recommended_r"] - _true_r(0.01)) <= R_TOLERANCE
     assert main(["plan-mixture", "--losses", str(tmp_path / "nope.csv")]) == 2
+
+
+def _pilots_at(r_values: tuple[float, ...], sigma: float, seed: int) -> dict[str, np.ndarray]:
+    grid = [(n, d, r) for n in (1e8, 3e8, 1e9) for d in (1e9, 3e9, 1e10) for r in r_values]
+    n, d, r = (np.array(x, dtype=float) for x in zip(*grid, strict=True))
+    rng = np.random.default_rng(seed)
+    return {"N": n, "D": d, "r": r,
+            "general_loss": dcpt_law(_theta(GENERAL), n, d, 1 - r, EPS) + rng.normal(0, sigma, len(n)),
+            "domain_loss": dcpt_law(_theta(DOMAIN), n, d, r, EPS) + rng.normal(0, sigma, len(n))}
+
+
+def test_a_recommendation_outside_the_pilots_r_range_is_flagged():
+    losses = _pilots_at((0.3, 0.5, 0.7, 0.9), 0.0, 0)
+    inside = plan_mixture(losses, tolerance=0.002, restarts=6, bootstrap=0)
+    assert 0.3 <= inside.r <= 0.9 and not any("outside the pilots' r range" in w for w in inside.warnings)
+    outside = plan_mixture(losses, tolerance=0.0005, restarts=6, bootstrap=0)
+    assert outside.r < 0.3
+    (warning,) = [w for w in outside.warnings if "outside the pilots' r range" in w]
+    assert f"r = {outside.r:.3f}" in warning and "[0.3, 0.9]" in warning
+
+
+def test_a_near_zero_exponent_is_a_degenerate_fit():
+    # eta ~ 0 makes B * r^eta a step: r = 0 escapes the whole term, any r > 0 pays it in full
+    step = (1.6, 250.0, 0.3, 1000.0, 1e-4, 0.2, 0.05, 0.5)
+    exact = [Fit(_theta(p), EPS, 1.0, 0.0, 1, 1, 0.0, (0.1, 0.9)) for p in (GENERAL, step)]
+    plan = recommend_ratio(exact[0], exact[1], 1e9, 1e10, 0.01)
+    assert any("exponent eta = 0.0001 is ~0" in w for w in plan.warnings), plan.warnings
+    assert plan.r == 0.0 and any("outside the pilots' r range [0.1, 0.9]" in w for w in plan.warnings)
+
+
+def test_confidence_is_reported_and_tracks_the_noise():
+    quiet = plan_mixture(_pilots(0.002, 0), tolerance=0.01, restarts=6, bootstrap=8)
+    noisy = plan_mixture(_pilots_at((0.2, 0.5, 0.8), 0.05, 1), tolerance=0.01, restarts=6, bootstrap=8)
+    for plan in (quiet, noisy):
+        c = plan.to_dict()["confidence"]
+        assert c["rmse"]["domain"] == pytest.approx(plan.domain.rmse, rel=1e-3)
+        lo, hi = c["r_near_best_restarts"]
+        assert lo <= plan.r <= hi
+        assert c["r_bootstrap"]["samples"] == 8
+    spread = [p.confidence["r_bootstrap"]["p90"] - p.confidence["r_bootstrap"]["p10"] for p in (quiet, noisy)]
+    assert spread[0] < 0.05 < spread[1], spread
+    assert any("resampled pilot runs recommend r from" in w for w in noisy.warnings)
+    assert not quiet.warnings
+    assert "bootstrap r" in format_plan(noisy) and "confidence:" in format_plan(quiet)

@@ -45,6 +45,7 @@ def make_inputs(directory: Path, files: int = 3, rows: int = 300, seed: int = 0)
             "stem_score": pa.array(rng.random(rows), pa.float32()),
             "dup_cluster_size": pa.array(rng.choice([1, 1, 1, 2, 3, 7], rows), pa.int32()),
             "lang_top": [[{"lang": "pt", "score": 0.9}]] * rows,  # an extra column must pass through
+            "extra_stat": pa.array(rng.random(rows), pa.float32()),  # ... after the README's columns
         })
         path = directory / f"part-{f}.parquet"
         pq.write_table(table, path)
@@ -95,8 +96,11 @@ def test_shards_are_balanced_complete_and_conform(tmp_path, inputs):
     tables = read_shards(tmp_path / "corpus")
     assert len(tables) == 4 and summary["docs_in"] == summary["docs_out"] == 900
     corpus = pa.concat_tables(tables)
-    assert corpus.schema.names[: len(DOCUMENT_SCHEMA)] == DOCUMENT_SCHEMA.names
-    assert "lang_top" in corpus.schema.names and REPEAT_COLUMN not in corpus.schema.names
+    # the README's column table, in its order: lang_top after lang_score, then the other extras
+    readme_order = [*DOCUMENT_SCHEMA.names[:10], "lang_top", *DOCUMENT_SCHEMA.names[10:]]
+    assert DOCUMENT_SCHEMA.names[9] == "lang_score"
+    assert corpus.schema.names == readme_order + ["extra_stat"]
+    assert REPEAT_COLUMN not in corpus.schema.names
     source = pa.concat_tables([pq.read_table(p) for p in inputs])
     assert sorted(corpus.column("id").to_pylist()) == sorted(source.column("id").to_pylist())
     expected = dict(zip(source.column("id").to_pylist(),

@@ -190,3 +190,33 @@ def test_training_needs_two_classes(tmp_path: Path) -> None:
     docs = [d for d in make_binary_docs(n=40) if d["label"] == 1]
     with pytest.raises(ValueError, match="two classes"):
         train_classifier([write_jsonl(tmp_path / "d.jsonl", docs)], tmp_path / "m", **FAST)
+
+
+def test_default_size_is_proportionate_to_the_data(tmp_path: Path) -> None:
+    # fastText's fixed bucket count made a toy model.bin of ~245 MB; sized from the data it is ~1 MB
+    data = write_jsonl(tmp_path / "train.jsonl", make_binary_docs())
+    small = train_classifier([data], tmp_path / "auto", seed=1, epoch=15)
+    big = train_classifier([data], tmp_path / "big", seed=1, epoch=15, bucket=200_000)
+    size = Path(small["model_path"]).stat().st_size
+    assert size < 10_000_000 < Path(big["model_path"]).stat().st_size
+    sizing = small["sizing"]
+    assert sizing["model_bytes"] == size and sizing["distinct_ngrams"] > 0
+    assert sizing["bucket"] == max(4096, 2 * sizing["distinct_ngrams"]) < 200_000
+    card = json.loads(Path(small["model_card_path"]).read_text())
+    assert card["settings"]["fasttext"]["bucket"] == sizing["bucket"]
+    assert card["settings"]["sizing"]["rule"].startswith("2 x distinct n-grams")
+    assert big["sizing"]["rule"] == "given"
+    # the small model scores like the large one
+    assert small["metrics"]["binary_f1"] >= 0.95 and big["metrics"]["binary_f1"] >= 0.95
+    texts = [d["text"] for d in make_binary_docs(n=200, seed=7)]
+    a = FastTextClassifier(small["model_path"], "1", "s").predict_proba(texts)
+    b = FastTextClassifier(big["model_path"], "1", "s").predict_proba(texts)
+    assert np.mean((a >= 0.5) == (b >= 0.5)) >= 0.97
+    truth = np.array([d["label"] for d in make_binary_docs(n=200, seed=7)])
+    assert np.mean((a >= 0.5) == truth) >= 0.9
+
+
+def test_no_ngrams_means_no_buckets(tmp_path: Path) -> None:
+    data = write_jsonl(tmp_path / "train.jsonl", make_binary_docs())
+    r = train_classifier([data], tmp_path / "m", seed=1, epoch=10, wordNgrams=1)
+    assert r["sizing"]["bucket"] == 0 and r["metrics"]["binary_f1"] >= 0.9

@@ -1,0 +1,152 @@
+"""`extract.extractor: fast`: blocks, distillation labels, the shipped model, guards, and retraining."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines.cli import main as cli_main
+from pipelines.config import ConfigError, parse_config
+from pipelines.extract import ExtractStage
+from pipelines.fast_extract import FastExtractor, load_model
+from pipelines.fast_extract.blocks import page_blocks
+from pipelines.fast_extract.model import FEATURE_VERSION, ModelFileError
+from pipelines.fast_extract.train import agreement, distill_labels, report_path
+from tests.conftest import WarcBuilder
+
+ARTICLE = [
+    "Os pescadores da vila saem antes do amanhecer, quando o mar ainda está calmo e o vento sopra de terra.",
+    "Cada barco leva três homens, redes novas e gelo suficiente para guardar o peixe até a volta ao porto.",
+    "Na feira de sábado, as famílias vendem sardinha, cavala e polvo a preços que mudam com a estação.",
+    "Os mais velhos dizem que a pesca mudou muito nos últimos vinte anos, com menos peixe perto da costa.",
+]
+
+
+def news_page(paragraphs: list[str]) -> str:
+    """A page with the usual boilerplate around an article: menu, breadcrumb, share links, related, footer."""
+    body = "".join(f"<p>{p}</p>" for p in paragraphs)
+    menu = "".join(f"<li><a href='/{w}'>{w}</a></li>" for w in ("Início", "Política", "Economia", "Esportes"))
+    related = "".join(f"<li><a href='/r{k}'>Leia também: notícia relacionada número {k}</a></li>" for k in range(5))
+    return (f"<!DOCTYPE html><html lang='pt'><head><title>Pesca</title></head><body>"
+            f"<header class='site-header'><nav class='main-menu'><ul>{menu}</ul></nav></header>"
+            f"<div class='breadcrumb'><a href='/'>Início</a> › <a href='/mar'>Mar</a></div>"
+            f"<main><article class='post-content'><h1>A vida dos pescadores da vila</h1>{body}</article>"
+            f"<div class='share-buttons'><a href='#'>Facebook</a> <a href='#'>Twitter</a></div>"
+            f"<aside class='related-posts'><h3>Relacionadas</h3><ul>{related}</ul></aside></main>"
+            f"<footer class='site-footer'><p>© 2024 Jornal da Costa. Todos os direitos reservados.</p>"
+            f"<a href='/privacidade'>Política de privacidade</a></footer></body></html>")
+
+
+def _extract(tmp_path, path, **extract) -> tuple[dict, list[dict], list[dict]]:
+    cfg = parse_config({"extract": {"extractor": "fast", **extract}})
+    out = tmp_path / "out"
+    stats = ExtractStage(cfg).process_shard(str(path), str(out), "s")
+    return stats, pq.read_table(out / "s.parquet").to_pylist(), pq.read_table(out / "rejected" / "s.parquet").to_pylist()
+
+
+def test_blocks_follow_block_elements_and_count_link_text():
+    blocks = page_blocks("<body><div class='nav'>Menu <a href=x>Home</a></div><p>One <b>two</b> three.</p>"
+                         "<script>var x = 1;</script><ul><li>a</li><li>b</li></ul>tail</body>")
+    assert blocks.texts == ["Menu Home", "One two three.", "a", "b", "tail"]
+    assert blocks.link_chars[:2] == [4, 0]
+    assert blocks.classes[0] != 0 and blocks.classes[1] == 0  # "nav" keyword on the first block only
+
+
+def test_distillation_labels_and_agreement():
+    blocks = page_blocks("<body><p>Home</p><p>The quick brown fox jumps over the lazy dog.</p>"
+                         "<p>Share this on social media today please</p></body>")
+    labels = distill_labels(blocks, "The quick brown fox jumps over the lazy dog.")
+    assert labels.tolist() == [0.0, 1.0, 0.0]
+    assert agreement("a b c", "a b c") == (1.0, 1.0, 1.0)
+    assert agreement("", "") == (1.0, 1.0, 1.0)
+    p, r, f = agreement("a b c d", "a b")
+    assert (p, r) == (0.5, 1.0) and f == pytest.approx(2 / 3)
+    assert agreement("中文字", "中文")[1] == 1.0  # characters are the tokens of scripts without spaces
+
+
+def test_shipped_model_keeps_the_article_and_drops_boilerplate(tmp_path):
+    path = WarcBuilder(tmp_path / "a.warc.gz").response("https://jornal.example/pesca", news_page(ARTICLE).encode()) \
+        .write()
+    stats, kept, _ = _extract(tmp_path, path)
+    assert stats["docs_out"] == 1
+    text = kept[0]["text"]
+    for paragraph in ARTICLE:
+        assert paragraph in text
+    for boilerplate in ("Leia também", "Facebook", "direitos reservados", "Política de privacidade"):
+        assert boilerplate not in text
+
+
+def test_hostile_pages_get_a_reason_never_a_crash(tmp_path):
+    pages = {
+        "https://h/no-blocks": b"<html><head><title>t</title></head><body><img src=a.png><script>x()</script></body></html>",
+        "https://h/frames": b"<html><frameset cols='50%,50%'><frame src='a.html'><frame src='b.html'></frameset></html>",
+        "https://h/one-line": b"<html><body><p>" + b"word " * 200_000 + b"</p></body></html>",
+        "https://h/broken": b"<html><body><div><p>Broken <b>markup <i>never closed <table><td>cell</p></div></span>",
+        "https://h/latin1": news_page(ARTICLE).encode("latin-1", "replace"),
+        "https://h/binary-ish": b"<html><body>\x00\x01\x02\xff\xfe<p>\x80\x81 text</p></body></html>",
+        "https://h/deep": b"<html><body>" + b"<div>" * 5000 + b"x" + b"</div>" * 5000 + b"</body></html>",
+        "https://h/empty-body": b"<html><body></body></html>",
+    }
+    builder = WarcBuilder(tmp_path / "h.warc.gz")
+    for url, payload in pages.items():
+        builder.response(url, payload, content_type="text/html; charset=utf-8" if "latin1" not in url else
+                         "text/html; charset=iso-8859-1")
+    stats, kept, rejected = _extract(tmp_path, builder.write())
+    assert stats["docs_in"] == len(pages) == len(kept) + len(rejected)
+    reasons = {r["url"]: r["reject_reason"] for r in rejected}
+    assert reasons["https://h/no-blocks"] == "empty_extraction"
+    assert reasons["https://h/frames"] == "empty_extraction"
+    assert reasons["https://h/empty-body"] == "empty_extraction"
+    assert reasons["https://h/deep"] == "html_too_deep:depth>1000"
+    texts = {r["url"]: r["text"] for r in kept}
+    assert "pescadores" in texts["https://h/latin1"]
+    assert all(not reason.startswith("extract_error") for reason in reasons.values())
+
+
+def test_time_limit_applies_to_the_fast_extractor(tmp_path):
+    path = WarcBuilder(tmp_path / "slow.warc.gz").response("https://h/big", news_page(ARTICLE * 3000).encode()).write()
+    stats, _, rejected = _extract(tmp_path, path, record_timeout_s=0.001)
+    assert stats["docs_rejected"] == 1 and rejected[0]["reject_reason"] == "extract_timeout"
+
+
+def test_missing_or_incompatible_model_is_a_config_error(tmp_path, capsys):
+    missing = tmp_path / "nope.json"
+    with pytest.raises(ConfigError, match=r"fast_model.*nope\.json does not exist"):
+        parse_config({"extract": {"extractor": "fast", "fast_model": str(missing)}})
+    old = json.loads(load_model_text())
+    old["feature_version"] = FEATURE_VERSION + 1
+    stale = tmp_path / "stale.json"
+    stale.write_text(json.dumps(old))
+    with pytest.raises(ModelFileError, match=rf"stale\.json has feature_version {FEATURE_VERSION + 1}"):
+        load_model(stale)
+    config = tmp_path / "c.yaml"
+    config.write_text(f"name: t\noutput: {tmp_path / 'run'}\nextract:\n  extractor: fast\n  fast_model: {stale}\n")
+    warc = WarcBuilder(tmp_path / "a.warc.gz").response("https://a/", news_page(ARTICLE).encode()).write()
+    assert cli_main(["extract", "--config", str(config), "--input", str(warc)]) == 2
+    err = capsys.readouterr().err
+    assert "stale.json" in err and f"feature_version {FEATURE_VERSION + 1}" in err
+
+
+def load_model_text() -> str:
+    from pipelines.fast_extract.model import DEFAULT_MODEL
+
+    return DEFAULT_MODEL.read_text()
+
+
+def test_train_extractor_command_writes_a_loadable_model_and_report(tmp_path, sample_dir, capsys):
+    out = tmp_path / "model.json"
+    rc = cli_main(["train-extractor", "--input", str(sample_dir), "--output", str(out), "--lang", "pt", "en"])
+    assert rc == 0
+    model = load_model(out)
+    assert model.stopword_langs == ["pt", "en"] and 0 < model.threshold < 1
+    report = json.loads(Path(report_path(str(out))).read_text())
+    held = report["agreement_held_out"]["all"]
+    assert report["held_out_pages"] == held["pages"] > 0 and report["train_pages"] > held["pages"]
+    assert held["f1"] > 0.9  # synthetic articles: the teacher's choices are easy to learn
+    text = FastExtractor(model)(news_page(ARTICLE))
+    assert ARTICLE[0] in text
+    assert cli_main(["train-extractor", "--input", str(sample_dir), "--output", str(out), "--lang", "xx"]) == 2
+    assert "--lang: no stop words for xx" in capsys.readouterr().err
