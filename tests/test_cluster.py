@@ -8,6 +8,7 @@ Every process the fixture starts is stopped by pid at the end, even when a test 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -138,10 +139,8 @@ def _kill_tree(pid: int) -> None:
     except psutil.NoSuchProcess:
         return
     for p in procs:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             p.send_signal(signal.SIGKILL)
-        except psutil.NoSuchProcess:
-            pass
     psutil.wait_procs(procs, timeout=20)
 
 
