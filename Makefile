@@ -63,7 +63,7 @@ test: $(STAMP)
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 
 lint: $(STAMP)
-	$(BIN)/ruff check pipelines filters classifiers tests
+	$(BIN)/ruff check pipelines filters classifiers tests bench
 
 $(STAGE_TARGETS): $(STAMP)
 	@if [ "$(CONFIG)" = "configs/demo.yaml" ]; then $(MAKE) --no-print-directory $(SAMPLE); fi

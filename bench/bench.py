@@ -150,12 +150,12 @@ def extraction_reference(path: Path) -> dict:
     """
     from pipelines.config import ExtractConfig
     from pipelines.extract import make_extractor
-    from pipelines.warc import decode_html, html_decision, iter_responses
+    from pipelines.warc import SkippedRecord, decode_html, html_decision, iter_responses
 
     limits = ExtractConfig()
     pages = [decode_html(r.payload, r.charset)[0]
              for r in iter_responses(str(path), limits.max_record_bytes, limits.max_decompressed_bytes)
-             if r.status and 200 <= r.status < 300 and r.payload and html_decision(r.content_type, r.payload) is None]
+             if not isinstance(r, SkippedRecord) and r.status and 200 <= r.status < 300 and r.payload and html_decision(r.content_type, r.payload) is None]
     out = {"file": path.name, "html_pages": len(pages), "extractors": {}}
     for name in ("trafilatura", "resiliparse"):
         extract = make_extractor(ExtractConfig(extractor=name))

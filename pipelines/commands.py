@@ -94,9 +94,7 @@ def _mix(args: argparse.Namespace) -> int:
 
     manifest = args.manifest
     if manifest is None and args.config:
-        from pipelines.config import load_config
-
-        manifest = os.path.join(load_config(args.config).stage_dir("manifest"), "manifest.json")
+        manifest = os.path.join(_load_config(args.config).stage_dir("manifest"), "manifest.json")
     mixture = resolve_mixture(load_recipe(args.recipe), manifest, args.output)
     for c in mixture["components"]:
         print(f"{c['name']}: ratio {c['ratio']:g}, {c['tokens_available']:,} tokens available, "
@@ -127,13 +125,20 @@ def _tokenizers(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_config(path: str):
+    """The run config, with its ``storage_options`` applied: its run directory may be on an object store."""
+    from pipelines.config import load_config
+
+    config = load_config(path)
+    io.configure_storage(config.storage_options)
+    return config
+
+
 def _run_dir(args: argparse.Namespace) -> str:
     if args.run_dir:
         return args.run_dir
     if args.config:
-        from pipelines.config import load_config
-
-        return load_config(args.config).run_dir
+        return _load_config(args.config).run_dir
     raise FileNotFoundError("report: give the run directory (cptcorpus report RUN_DIR) or --config CONFIG")
 
 

@@ -27,7 +27,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from pipelines import registry
+from pipelines import io, registry
 
 STAGES = registry.stage_names()  # in run order; declared in pipelines/registry.py
 # Stages that map one input shard to one output shard: `run` chains them in one task per input file.
@@ -664,9 +664,15 @@ def check_output_writable(path: str) -> None:
 
     Why: otherwise the first stage dies deep inside with a PermissionError or NotADirectoryError
     traceback. Creates the directory (the run would anyway) and a probe file it removes again.
-    Remote URLs (``s3://...``) are not checked: only the object store can say.
+    For object-store URLs (``s3://...``) the store is asked: a probe object is written and deleted
+    (``io.probe_writable``), so a missing bucket or wrong credentials stop the run here, not per shard.
     """
     if "://" in path and not path.startswith("file://"):
+        try:
+            io.probe_writable(path)
+        except OSError as err:
+            raise ConfigError(f"output: {err}; check the bucket, the credentials in the environment and "
+                              "storage_options (endpoint_url)") from None
         return
     local = path.removeprefix("file://")
     try:

@@ -28,7 +28,7 @@ from pipelines.commoncrawl import Fetched, fetched_input, needs_fetch
 from pipelines.config import Config, ExtractConfig
 from pipelines.runner import MAX_FAILURES_LISTED
 from pipelines.schema import EXTRACT_REJECTED_SCHEMA, EXTRACT_SCHEMA, REJECT_REASON
-from pipelines.stage import Stage
+from pipelines.stage import Stage, shard_stats
 from pipelines.warc import (
     SkippedRecord,
     WarcReadError,
@@ -318,27 +318,15 @@ class ExtractStage(Stage):
         except BaseException:
             writers.abort()
             raise
-        stats = {
-            "records_in": docs_in + skipped,  # = docs_out + docs_rejected + records skipped as unparseable
-            "docs_in": docs_in,
-            "docs_out": kept_w.rows,
-            "docs_rejected": rej_w.rows,
-            "bytes_in": (io.input_size(path) or 0) if path is not None else 0,
-            "bytes_out": bytes_out,
-            "reasons": dict(sorted(reasons.items())),
-            "failures": failures,
-            "failure_counts": dict(sorted(failure_counts.items())),
-            "outputs": sizes,
-            "seconds": round(time.perf_counter() - started, 4),
-        }
-        counters = {}  # summed by the runner into the summary's counters
+        counters: dict = {}  # summed by the runner into the summary's counters
         if repaired:
-            counters["repaired"] = dict(sorted(repaired.items()))
+            counters["repaired"] = repaired
         if fetched is not None:
             counters["fetch"] = fetched.counters
-        if counters:
-            stats["counters"] = counters
-        return stats
+        # records_in = docs_out + docs_rejected + records skipped as unparseable
+        return shard_stats(docs_in, kept_w.rows, rej_w.rows, (io.input_size(path) or 0) if path is not None else 0,
+                           bytes_out, reasons, sizes, started, counters, records_in=docs_in + skipped,
+                           failures=failures, failure_counts=dict(sorted(failure_counts.items())))
 
     def _wet_record(self, rec) -> tuple[str | None, str | None, str | None]:
         """A WET conversion record's text: the payload as UTF-8, normalised like extracted text.

@@ -169,6 +169,23 @@ def configure_storage(options: dict[str, dict[str, Any]]) -> None:
     fsspec.AbstractFileSystem.clear_instance_cache()
 
 
+def probe_writable(url: str) -> None:
+    """Write and delete a small object under ``url``: the store's own answer on whether this run can
+    write there (missing bucket, wrong credentials, unreachable endpoint), before any work starts.
+
+    Raises ``OSError`` whose message names the URL and the store's reason. s3fs/botocore retry
+    throttling and connection errors with backoff before they give up.
+    """
+    probe = url.rstrip("/") + f"/{_TMP_PREFIX}write-check-{uuid.uuid4().hex}"
+    try:
+        fs, p = _fs(probe)
+        fs.pipe_file(p, b"cptcorpus write check")
+        fs.rm_file(p)
+    except Exception as err:  # noqa: BLE001 - every backend raises its own types; the message is what helps
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise OSError(f"{url}: cannot write there ({type(err).__name__}: {reason})") from err
+
+
 def storage_env() -> dict[str, str]:
     """The configured options as environment variables (``FSSPEC_S3='{...}'``), which fsspec reads at
     import: every Ray task gets them (``runner.remote_task``), so workers on any node use the same

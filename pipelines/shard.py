@@ -2,25 +2,31 @@
 
 Nothing funnels the corpus through the driver. The stage runs in three steps:
 
-1. **scan** — one Ray task per input file reads only ``text`` (and ``dup_cluster_size``) and returns
-   per-row token counts (and text bytes): 8-16 bytes per document. Counts are cached under
-   ``_work/scan/`` keyed by the input's fingerprint and the token counter, so a re-shard with another
-   seed or size does not tokenize again.
-2. **plan** — the driver, from those small arrays only: rehydration repeats, one global seeded
-   permutation, then the assignment of every row to an output shard, balanced by tokens
-   (``greedy``: largest row first onto the lightest shard; or ``cumulative`` cuts of the shuffled
-   order), and each row's position inside its shard (the shuffled order).
+1. **scan** — one Ray task per input file reads only ``text`` (and ``dup_cluster_size``), counts
+   tokens and text bytes per row and saves those arrays (8-24 bytes per document) under
+   ``_work/scan/``, keyed by the input's fingerprint and the token counter, so a re-shard with another
+   seed or size does not tokenize again. The task returns only the file's totals.
+2. **plan** — the driver, from per-file totals (O(inputs), never O(documents)): the shard count.
+   Each file's rows are planned from its own scan arrays, in tasks: rehydration repeats, a
+   permutation seeded by ``(seed, file index)``, each row's shard *label*, balanced by tokens inside
+   the file (``greedy``: largest row first onto the lightest label; or ``cumulative`` cuts of the
+   shuffled order), and a seeded random sort key. Batched tasks return each file's tokens per label;
+   the driver maps every file's labels onto shards so the corpus's shards come out balanced
+   (``relabel_files``: O(files x shards) integers).
 3. **scatter / gather** — one task per input file writes its rows, grouped by destination shard, one
    Parquet row group per destination, to ``_work/scatter-<plan>/``; then one task per output shard
-   reads just its row groups from every scatter file, restores the shuffled order and writes
-   ``shard-NNNNN.parquet`` atomically. The corpus is read twice and written twice (a two-pass
-   shuffle), instead of every output shard reading every input (N-fold reads).
+   reads just its row groups from every scatter file, orders the rows by their random keys (a uniform
+   shuffle of everything the shard holds) and writes ``shard-NNNNN.parquet`` atomically. The corpus is
+   read twice and written twice (a two-pass shuffle), instead of every output shard reading every
+   input (N-fold reads).
 
 Why greedy by default: with the shuffled order cut at multiples of total/N a shard can be off by up
 to one document (the largest), so a corpus with a few very long documents breaks a 2% balance bound.
-Greedy (LPT) guarantees ``max - min <= tokens of the last document placed on the heaviest shard``:
-documents are placed largest first, so that last document is one of the smallest. Inside a shard,
-rows keep the global shuffled order, so shards are still uniformly mixed.
+Greedy (LPT) guarantees, inside each file, ``max - min <= tokens of the last row placed on the
+heaviest label``: rows are placed largest first, so that is one of the smallest. With few rows per
+shard per file (a snapshot: ~700 documents a file) files still differ label to label by whole
+documents; mapping each file's heaviest label onto the lightest shard so far cancels that
+(``bench/bench_driver_scale.py``: max/min 1.0000x over 90,000 files). Every shard mixes rows of every file.
 
 Token counts come from the user's ``tokenizer.json`` (Hugging Face ``tokenizers``, batched, without
 special tokens: trainers add BOS/EOS themselves) or, without one, ``ceil(UTF-8 bytes / 4)``, a typical
@@ -62,8 +68,9 @@ SHARD_PREFIX = "shard-"
 STATS_DIR = "_stats"  # per-shard completion markers with the shard's description
 WORK_DIR = "_work"  # scan cache and scatter files; removed (scatter) or pruned (scan) after a run
 REPEAT_COLUMN = "repeat"  # rehydration: 0 for the original row, 1.. for its repeats
-PLAN_VERSION = 1  # bump when the plan changes: shard sets of an older plan are never reused
-_POS = "__pos"  # position of a row inside its output shard, only in scatter files
+PLAN_VERSION = 2  # bump when the plan changes: shard sets of an older plan are never reused
+LOADS_BATCH = 64  # files per label_loads task
+_KEY = "__key"  # a row's random sort key inside its output shard, only in scatter files
 _SCAN_BATCH_ROWS = 8192
 
 
@@ -173,18 +180,33 @@ def _scan_key(fingerprint: dict, counter: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
-def scan_input(path: str, tokenizer: str | None, batch: int, cache: str | None, task_cpus: float = 1.0,
-               quality: QualityBucketConfig | None = None) -> dict:
-    """Per-row tokens, text bytes and cluster sizes of one input file (what the plan needs, nothing more).
+def load_scan(cache: str) -> dict:
+    """One input's scan arrays (``tokens``, ``bytes``, ``cluster`` per row) and score ``histograms``."""
+    with io.open_input(cache) as fh, np.load(fh) as data:
+        out = {k: data[k] for k in data.files}
+    keys, hist = out.pop("hist_keys", np.zeros(0, str)), out.pop("hist", np.zeros((0, 0)))
+    out["histograms"] = dict(zip(keys.tolist(), hist, strict=True))
+    return out
 
-    With ``quality``, also the token-weighted score histograms of quality buckets' pass one.
+
+def scan_input(path: str, tokenizer: str | None, batch: int, cache: str, task_cpus: float = 1.0,
+               quality: QualityBucketConfig | None = None, rehydration: RehydrationConfig | None = None) -> dict:
+    """Count one input file's tokens and bytes per row into ``cache``; return only the file's totals.
+
+    The per-row arrays stay in the cache file (the scatter task plans from them): the driver gets
+    O(1) numbers per file. With ``quality``, also the token-weighted score histograms of quality
+    buckets' pass one (fixed size). Totals count rehydration repeats, as the shard count needs.
     """
-    if cache and io.isfile(cache):
-        with io.open_input(cache) as fh, np.load(fh) as data:
-            out = {k: data[k] for k in data.files}
-            keys, hist = out.pop("hist_keys", np.zeros(0, str)), out.pop("hist", np.zeros((0, 0)))
-            out["histograms"] = dict(zip(keys.tolist(), hist, strict=True))
-            return {**out, "cached": True}
+    cached = io.isfile(cache)
+    arrays = load_scan(cache) if cached else _scan_arrays(path, tokenizer, batch, cache, task_cpus, quality)
+    counts = repeat_counts(arrays["cluster"], rehydration or RehydrationConfig())
+    return {"rows": len(counts), "expanded_rows": int(counts.sum()),
+            "tokens": int((arrays["tokens"] * counts).sum()), "bytes": int((arrays["bytes"] * counts).sum()),
+            "bytes_in": int(arrays["bytes"].sum()), "histograms": arrays["histograms"], "cached": cached}
+
+
+def _scan_arrays(path: str, tokenizer: str | None, batch: int, cache: str, task_cpus: float,
+                 quality: QualityBucketConfig | None) -> dict:
     # tokenizers runs encode_batch on its own thread pool; keep it within the task's CPU declaration
     os.environ.setdefault("RAYON_NUM_THREADS", str(max(1, math.ceil(task_cpus))))
     source = io.parquet_file(path)
@@ -210,18 +232,16 @@ def scan_input(path: str, tokenizer: str | None, batch: int, cache: str | None, 
         "cluster": np.concatenate(cluster) if cluster else np.zeros(0, np.int64),
     }
     histograms = buckets.merge_histograms(hists)
-    if cache:
-        with io.atomic_path(cache) as tmp, open(tmp, "wb") as fh:
-            saved = {"hist_keys": np.array(list(histograms), dtype=str),
-                     "hist": np.stack(list(histograms.values()))} if histograms else {}
-            np.savez(fh, **out, **saved)
+    with io.atomic_path(cache) as tmp, open(tmp, "wb") as fh:
+        saved = {"hist_keys": np.array(list(histograms), dtype=str),
+                 "hist": np.stack(list(histograms.values()))} if histograms else {}
+        np.savez(fh, **out, **saved)
     out["histograms"] = histograms
-    out["cached"] = False
     return out
 
 
 # ---------------------------------------------------------------------------------------------
-# step 2: the plan (driver, small arrays only)
+# step 2: the plan (the driver: totals only; each file's rows: its scatter task)
 
 
 def n_shards_for(cfg: ShardConfig, total_tokens: int, total_bytes: int, rows: int) -> int:
@@ -255,7 +275,7 @@ def assign_greedy(tokens: np.ndarray, n_shards: int) -> np.ndarray:
 
     Bound: let M be the heaviest shard and t the last row placed on it; when it was placed M was the
     lightest and loads only grow, so ``max - min <= t``, and t is small because rows come largest first.
-    O(n log N) on the driver (about 1 s per million rows).
+    O(n log N) (about 1 s per million rows), inside the file's own task.
     """
     order = np.argsort(-tokens, kind="stable")
     heap = [(0, s) for s in range(n_shards)]
@@ -271,56 +291,65 @@ def assign_greedy(tokens: np.ndarray, n_shards: int) -> np.ndarray:
     return out
 
 
-class ShardPlan:
-    """Where every (input row, repeat) goes: output shard and position, in input order (small arrays)."""
+def _assign_file(scan: dict[str, np.ndarray], n_shards: int, cfg: ShardConfig, index: int) -> dict[str, np.ndarray]:
+    """One file's rows (with repeats), each with a shard *label* balanced inside the file, and a sort key.
 
-    def __init__(self, offsets: np.ndarray, base: np.ndarray, repeat: np.ndarray, tokens: np.ndarray,
-                 shard: np.ndarray, pos: np.ndarray, n_shards: int) -> None:
-        self.offsets = offsets  # per input: first expanded row (len = inputs + 1)
-        self.base = base  # expanded row -> row inside its input
-        self.repeat = repeat
-        self.tokens = tokens
-        self.shard = shard
-        self.pos = pos
-        self.n_shards = n_shards
-        self.shard_rows = np.bincount(shard, minlength=n_shards).astype(np.int64)
-        self.shard_tokens = np.bincount(shard, weights=tokens, minlength=n_shards).astype(np.int64)
-
-    def for_input(self, i: int) -> dict[str, np.ndarray]:
-        lo, hi = int(self.offsets[i]), int(self.offsets[i + 1])
-        return {"row": self.base[lo:hi], "repeat": self.repeat[lo:hi], "tokens": self.tokens[lo:hi],
-                "shard": self.shard[lo:hi], "pos": self.pos[lo:hi]}
-
-
-def make_plan(per_input_tokens: list[np.ndarray], per_input_cluster: list[np.ndarray], n_shards: int,
-              cfg: ShardConfig) -> ShardPlan:
-    """Rehydrate, shuffle globally with ``cfg.seed`` and assign rows to shards balanced by tokens."""
-    tokens = np.concatenate(per_input_tokens) if per_input_tokens else np.zeros(0, np.int64)
-    cluster = np.concatenate(per_input_cluster) if per_input_cluster else np.zeros(0, np.int64)
-    counts = repeat_counts(cluster, cfg.rehydration)
-    input_rows = np.array([len(t) for t in per_input_tokens], dtype=np.int64)
-    row_offsets = np.concatenate([[0], np.cumsum(input_rows)])
-    global_row = np.repeat(np.arange(len(tokens), dtype=np.int64), counts)
-    first = np.concatenate([[0], np.cumsum(counts)[:-1]]) if len(counts) else np.zeros(0, np.int64)
-    repeat = (np.arange(len(global_row), dtype=np.int64) - np.repeat(first, counts)).astype(np.int32)
-    input_of = np.searchsorted(row_offsets, global_row, side="right") - 1
-    base = global_row - row_offsets[input_of]
-    exp_tokens = tokens[global_row]
-    exp_offsets = np.concatenate([[0], np.cumsum(np.bincount(input_of, minlength=len(input_rows)))]).astype(np.int64)
-
-    perm = np.random.default_rng(cfg.seed).permutation(len(global_row))
-    shuffled = exp_tokens[perm]
+    Seeded by ``(cfg.seed, index)``: the same scan arrays and config always give the same labels.
+    """
+    counts = repeat_counts(scan["cluster"], cfg.rehydration)
+    row = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
+    first = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64) if len(counts) else counts
+    repeat = (np.arange(len(row), dtype=np.int64) - np.repeat(first, counts)).astype(np.int32)
+    tokens = scan["tokens"][row].astype(np.int64)
+    rng = np.random.default_rng([cfg.seed, index])
+    perm = rng.permutation(len(row))
     assign = assign_greedy if cfg.balance == "greedy" else assign_cumulative
-    shard_k = assign(shuffled, n_shards) if len(shuffled) else np.zeros(0, np.int32)
-    by_shard = np.argsort(shard_k, kind="stable")  # shuffled positions grouped by shard, in order
-    starts = np.concatenate([[0], np.cumsum(np.bincount(shard_k, minlength=n_shards))[:-1]])
-    pos_k = np.empty(len(shard_k), dtype=np.int64)
-    pos_k[by_shard] = np.arange(len(shard_k)) - starts[shard_k[by_shard]]
-    shard = np.empty(len(shard_k), dtype=np.int32)
-    pos = np.empty(len(shard_k), dtype=np.int64)
-    shard[perm] = shard_k
-    pos[perm] = pos_k
-    return ShardPlan(exp_offsets, base, repeat, exp_tokens, shard, pos, n_shards)
+    label = np.empty(len(row), dtype=np.int32)
+    if len(row):
+        label[perm] = assign(tokens[perm], n_shards)
+    key = rng.integers(0, np.iinfo(np.int64).max, size=len(row), dtype=np.int64)
+    return {"row": row, "repeat": repeat, "tokens": tokens, "label": label, "key": key}
+
+
+def label_loads(items: list[tuple[str, int]], n_shards: int, cfg: ShardConfig) -> list[np.ndarray]:
+    """Tokens per shard label of each ``(scan cache, file index)``: what the driver balances files with.
+
+    One task handles a batch of files (``LOADS_BATCH``), so a snapshot's 90,000 files are ~1,400 tasks.
+    """
+    out = []
+    for scan_path, index in items:
+        part = _assign_file(load_scan(scan_path), n_shards, cfg, index)
+        out.append(np.bincount(part["label"], weights=part["tokens"], minlength=n_shards).astype(np.int64))
+    return out
+
+
+def relabel_files(loads: list[np.ndarray], n_shards: int) -> list[np.ndarray]:
+    """For each file, the shard of each of its labels, so that the corpus's shards come out balanced.
+
+    Each file is balanced inside itself, but with few rows per shard and a heavy tail its labels differ
+    by whole documents. Files are taken in order of that spread, largest first, and each one's heaviest
+    label goes onto the currently lightest shard (LPT again, one file's label vector at a time).
+    The driver holds O(files x shards) integers here, never anything per document.
+    """
+    totals = np.zeros(n_shards, dtype=np.int64)
+    spread = [-(int(v.max()) - int(v.min())) if len(v) else 0 for v in loads]
+    relabels: list[np.ndarray] = [np.arange(0)] * len(loads)
+    for i in np.argsort(spread, kind="stable").tolist():
+        heavy_first = np.argsort(-loads[i], kind="stable")
+        light_first = np.argsort(totals, kind="stable")
+        relabel = np.empty(n_shards, dtype=np.int32)
+        relabel[heavy_first] = light_first
+        totals[light_first] += loads[i][heavy_first]
+        relabels[i] = relabel
+    return relabels
+
+
+def plan_input(scan: dict[str, np.ndarray], n_shards: int, cfg: ShardConfig, index: int,
+               relabel: np.ndarray) -> dict[str, np.ndarray]:
+    """One input file's part of the plan: every (row, repeat) -> output shard and sort key."""
+    part = _assign_file(scan, n_shards, cfg, index)
+    part["shard"] = relabel[part.pop("label")] if len(part["row"]) else part.pop("label")
+    return part
 
 
 def balance_ratio(shard_tokens: np.ndarray | list[int]) -> float | None:
@@ -335,26 +364,31 @@ def balance_ratio(shard_tokens: np.ndarray | list[int]) -> float | None:
 # step 3: scatter (per input) and gather (per output shard)
 
 
-def scatter_input(path: str, part: dict[str, np.ndarray], out_path: str, rehydrate: bool,
-                  quality: tuple[QualityBucketConfig, dict] | None = None) -> dict:
-    """Write one input's rows grouped by destination shard, one row group per destination.
+def scatter_input(path: str, scan_path: str, index: int, n_shards: int, relabel: np.ndarray, cfg: ShardConfig,
+                  out_path: str, quality: tuple[QualityBucketConfig, dict] | None = None) -> dict:
+    """Plan one input's rows (``plan_input``) and write them grouped by destination shard, one row group each.
 
-    Returns (and writes next to the file, as its completion marker) the destination -> row group map.
-    ``quality``: (config, bucket edges) to write the ``quality_bucket`` column with.
+    Returns (and writes next to the file, as its completion marker) the destination -> row group map
+    and the rows and tokens each destination gets. ``quality``: (config, bucket edges) to write the
+    ``quality_bucket`` column with.
     """
+    part = plan_input(load_scan(scan_path), n_shards, cfg, index, relabel)
     table = conform(io.read_parquet(path))
     if quality is not None:
         table = table.append_column(buckets.BUCKET_COLUMN, buckets.assign_buckets(table, quality[1], quality[0]))
     taken = table.take(pa.array(part["row"], pa.int64()))
     taken = taken.set_column(taken.schema.get_field_index("token_count"), "token_count",
                              pa.array(part["tokens"], pa.int64()))
-    if rehydrate:
+    if cfg.rehydration.enabled:
         taken = taken.append_column(REPEAT_COLUMN, pa.array(part["repeat"], pa.int32()))
-    taken = taken.append_column(_POS, pa.array(part["pos"], pa.int64()))
-    order = np.lexsort((part["pos"], part["shard"]))
+    taken = taken.append_column(_KEY, pa.array(part["key"], pa.int64()))
+    order = np.lexsort((part["key"], part["shard"]))
     taken = taken.take(pa.array(order, pa.int64()))
     dest = part["shard"][order]
+    dest_tokens = part["tokens"][order]
     groups: dict[str, int] = {}
+    rows: dict[str, int] = {}
+    tokens: dict[str, int] = {}
     bounds = np.flatnonzero(np.diff(dest)) + 1
     starts = np.concatenate([[0], bounds]) if len(dest) else np.zeros(0, np.int64)
     ends = np.concatenate([bounds, [len(dest)]]) if len(dest) else np.zeros(0, np.int64)
@@ -363,10 +397,12 @@ def scatter_input(path: str, part: dict[str, np.ndarray], out_path: str, rehydra
         try:
             for g, (lo, hi) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
                 writer.write_table(taken.slice(lo, hi - lo), row_group_size=hi - lo)
-                groups[str(int(dest[lo]))] = g
+                j = str(int(dest[lo]))
+                groups[j], rows[j], tokens[j] = g, hi - lo, int(dest_tokens[lo:hi].sum())
         finally:
             writer.close()
-    marker = {"row_groups": groups, "rows": taken.num_rows, "size": io.file_size(out_path)}
+    marker = {"row_groups": groups, "shard_rows": rows, "shard_tokens": tokens, "rows": taken.num_rows,
+              "size": io.file_size(out_path)}
     io.write_json_atomic(out_path + ".json", marker)
     return marker
 
@@ -402,20 +438,22 @@ def write_shard_table(path: str, table: pa.Table, cfg: ShardConfig) -> int:
     return io.file_size(path)
 
 
-def gather_shard(index: int, sources: list[tuple[str, int]], expected_rows: int, final: str, cfg: ShardConfig,
+def gather_shard(index: int, sources: list[tuple[str, int, int]], final: str, cfg: ShardConfig,
                  marker_path: str, layout_key: str) -> dict:
-    """Read this shard's row group from every scatter file, restore the shuffled order, write the shard."""
-    parts = [io.parquet_file(path).read_row_group(group) for path, group in sources]
+    """Read this shard's row group from every scatter file (``(path, row group, rows)``, in file order),
+    order the rows by their random keys and write the shard."""
+    parts = [io.parquet_file(path).read_row_group(group) for path, group, _ in sources]
+    for (path, _, rows), part in zip(sources, parts, strict=True):
+        if part.num_rows != rows:
+            raise RuntimeError(f"{os.path.basename(final)}: {path} holds {part.num_rows} rows for it, "
+                               f"its marker says {rows}")
     if parts:
         table = pa.concat_tables(parts, promote_options="permissive")
     else:
         table = conform(pa.table({"id": pa.array([], pa.string()), "text": pa.array([], pa.string())}))
-        table = table.append_column(_POS, pa.array([], pa.int64()))
-    pos = table.column(_POS).to_numpy()
-    order = np.argsort(pos, kind="stable")
-    if table.num_rows != expected_rows or not np.array_equal(pos[order], np.arange(expected_rows)):
-        raise RuntimeError(f"{os.path.basename(final)}: gathered {table.num_rows} rows, plan says {expected_rows}")
-    table = table.take(pa.array(order, pa.int64())).drop_columns([_POS])
+        table = table.append_column(_KEY, pa.array([], pa.int64()))
+    order = np.argsort(table.column(_KEY).to_numpy(), kind="stable")  # ties (p ~ 1e-10): file order
+    table = table.take(pa.array(order, pa.int64())).drop_columns([_KEY])
     write_shard_table(final, table, cfg)
     desc = describe_shard(final, cfg.score_columns, cfg.score_bucket_width, table)
     marker = {"layout_key": layout_key, "shard": index, "describe": desc}
@@ -558,6 +596,21 @@ def _run_all(refs: dict[Any, str]) -> tuple[dict[str, Any], dict[str, str]]:
     return results, errors
 
 
+def _relabels(config: Config, scan_paths: list[str], n_shards: int) -> list[np.ndarray]:
+    """Every file's label -> shard map: label loads from batched tasks, then ``relabel_files`` here."""
+    from pipelines.runner import remote_task
+
+    task = remote_task(label_loads, "shard.loads", config.ray)
+    batches = [list(zip(scan_paths[i:i + LOADS_BATCH], range(i, i + LOADS_BATCH), strict=False))
+               for i in range(0, len(scan_paths), LOADS_BATCH)]
+    refs = {task.remote(b, n_shards, config.shard): str(k) for k, b in enumerate(batches)}
+    results, errors = _run_all(refs)
+    if errors:
+        raise RuntimeError("shard: planning failed: " + "; ".join(errors.values()))
+    loads = [v for k in range(len(batches)) for v in results[str(k)]]
+    return relabel_files(loads, n_shards)
+
+
 def run_shard_stage(config: Config, inputs: list[str], output_dir: str, progress: bool = True) -> dict:
     """The registry's entry point for the ``shard`` stage (driver: scan, plan, scatter/gather)."""
     del progress  # the shard phases report through the summary, not a progress bar
@@ -610,7 +663,7 @@ def write_shards(config: Config, inputs: list[str], output_dir: str) -> dict:
                                                                                                  strict=True)]
     # step 1: scan
     scan = remote_task(scan_input, "shard.scan", config.ray)
-    refs = {scan.remote(p, cfg.tokenizer, cfg.tokenizer_batch, c, config.ray.task_cpus, quality): p
+    refs = {scan.remote(p, cfg.tokenizer, cfg.tokenizer_batch, c, config.ray.task_cpus, quality, cfg.rehydration): p
             for p, c in zip(files, scan_paths, strict=True) if p in readable}
     scanned, scan_errors = _run_all(refs)
     failures += [{"stage": "shard", "file": p, "reason": "scan_failed", "detail": e} for p, e in scan_errors.items()]
@@ -623,15 +676,11 @@ def write_shards(config: Config, inputs: list[str], output_dir: str) -> dict:
             if name not in keep:
                 io.remove(os.path.join(scan_dir, name))
 
-    # step 2: plan
-    tokens = [scanned[files[i]]["tokens"] for i in used]
-    clusters = [scanned[files[i]]["cluster"] for i in used]
-    counts = repeat_counts(np.concatenate(clusters) if clusters else np.zeros(0, np.int64), cfg.rehydration)
-    all_bytes = np.concatenate([scanned[files[i]]["bytes"] for i in used]) if used else np.zeros(0, np.int64)
-    all_tokens = np.concatenate(tokens) if tokens else np.zeros(0, np.int64)
-    n = n_shards_for(cfg, int((all_tokens * counts).sum()), int((all_bytes * counts).sum()), int(counts.sum()))
-    plan = make_plan(tokens, clusters, n, cfg)
-    edges = (buckets.bucket_edges(buckets.merge_histograms([scanned[files[i]]["histograms"] for i in used]), quality)
+    # step 2: plan: from per-file totals only; each file's rows are planned by its scatter task
+    totals = [scanned[files[i]] for i in used]
+    n = n_shards_for(cfg, sum(t["tokens"] for t in totals), sum(t["bytes"] for t in totals),
+                     sum(t["expanded_rows"] for t in totals))
+    edges = (buckets.bucket_edges(buckets.merge_histograms([t["histograms"] for t in totals]), quality)
              if quality is not None else None)
     # the layout also depends on which inputs could be scanned: a transient failure must not let a later
     # run reuse shards or scatter files of a different layout under the same plan key
@@ -660,6 +709,7 @@ def write_shards(config: Config, inputs: list[str], output_dir: str) -> dict:
     gather_results: dict[str, dict] = {}
     if todo:
         io.ensure_dir(scatter_dir)
+        relabels = _relabels(config, [scan_paths[i] for i in used], n)
         scatter = remote_task(scatter_input, "shard.scatter", config.ray)
         markers: dict[str, dict] = {}
         refs = {}
@@ -669,7 +719,7 @@ def write_shards(config: Config, inputs: list[str], output_dir: str) -> dict:
             if marker and io.isfile(out) and io.file_size(out) == marker["size"]:
                 markers[out] = marker
             else:
-                refs[scatter.remote(files[i], plan.for_input(k), out, cfg.rehydration.enabled,
+                refs[scatter.remote(files[i], scan_paths[i], k, n, relabels[k], cfg, out,
                                     (quality, edges) if quality is not None else None)] = out
         results, errors = _run_all(refs)
         if errors:
@@ -678,8 +728,9 @@ def write_shards(config: Config, inputs: list[str], output_dir: str) -> dict:
         gather = remote_task(gather_shard, "shard.gather", config.ray)
         refs = {}
         for j in todo:
-            sources = [(p, m["row_groups"][str(j)]) for p, m in sorted(markers.items()) if str(j) in m["row_groups"]]
-            refs[gather.remote(j, sources, int(plan.shard_rows[j]), os.path.join(output_dir, shard_name(j)), cfg,
+            sources = [(p, m["row_groups"][str(j)], m["shard_rows"][str(j)]) for p, m in sorted(markers.items())
+                       if str(j) in m["row_groups"]]
+            refs[gather.remote(j, sources, os.path.join(output_dir, shard_name(j)), cfg,
                                os.path.join(stats_dir, shard_name(j) + ".json"), layout_key)] = shard_name(j)
         gather_results, errors = _run_all(refs)
         if errors:
@@ -695,22 +746,24 @@ def write_shards(config: Config, inputs: list[str], output_dir: str) -> dict:
         descs.append(desc)
         shards.append({k: desc[k] for k in ("path", "rows", "tokens", "bytes", "sha256")})
     wall = round(time.perf_counter() - started, 3)
-    docs_in = int(sum(len(t) for t in tokens))
+    docs_in = sum(t["rows"] for t in totals)
+    docs_out = sum(s["rows"] for s in shards)
+    shard_tokens = [s["tokens"] for s in shards]
     summary = {
         "stage": "shard",
         "docs_in": docs_in,
-        "docs_out": int(plan.shard_rows.sum()),
+        "docs_out": docs_out,
         "docs_rejected": 0,
-        "bytes_in": int(all_bytes.sum()),
-        "tokens": int(plan.shard_tokens.sum()),
+        "bytes_in": sum(t["bytes_in"] for t in totals),
+        "tokens": sum(shard_tokens),
         "token_counter": _counter_label(counter),
         "token_counter_info": counter,
         "rehydration": ({"enabled": True, "weights": {str(k): v for k, v in cfg.rehydration.weights.items()},
-                         "repeated_rows": int(plan.shard_rows.sum()) - docs_in} if cfg.rehydration.enabled
+                         "repeated_rows": docs_out - docs_in} if cfg.rehydration.enabled
                         else {"enabled": False}),
         "balance": cfg.balance,
         "shards": shards,
-        "balance_max_over_min": balance_ratio(plan.shard_tokens),
+        "balance_max_over_min": balance_ratio(shard_tokens),
         "failures_by_reason": dict(sorted(Counter(f["reason"] for f in failures).items())),
         "inputs": files,
         "plan_key": plan_key,

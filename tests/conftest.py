@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import logging
 import os
 from pathlib import Path
 
@@ -18,11 +19,13 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 
 @pytest.fixture(scope="session")
-def ray_session():
+def ray_session(s3_server):
     """Start Ray once for the whole session (2.5-5 s each time); stages and later tests reuse it.
 
     Not autouse: tests of rules, models and single shards run without Ray. Code that needs Ray and
-    finds it running (``pipelines.runner.init_ray``) reuses this runtime.
+    finds it running (``pipelines.runner.init_ray``) reuses this runtime. It starts after the session's
+    S3 server so its workers inherit the server's (fake) credentials from the environment, the way a
+    cluster node's workers inherit the node's: credentials never travel in task arguments.
     """
     if not ray.is_initialized():
         ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
@@ -132,6 +135,7 @@ def s3_server():
     import s3fs
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

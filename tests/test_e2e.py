@@ -87,8 +87,8 @@ def test_run_plan_fuses_per_shard_stages_but_not_gpu_classify():
     from pipelines.config import STAGES, parse_config
 
     plain = parse_config({"name": "p"})
-    assert plan_run(plain, list(STAGES)) == [["extract", "langid", "filter", "classify"], ["dedup"], ["shard"],
-                                            ["manifest"]]
+    assert plan_run(plain, list(STAGES)) == [["extract", "langid", "filter", "classify"], ["dedup"],
+                                            ["decontaminate"], ["shard"], ["tokenize"], ["manifest"]]
     assert plan_run(plain, ["filter", "classify", "dedup"]) == [["filter", "classify"], ["dedup"]]
     gpu = parse_config({"name": "g", "classify": {"num_gpus": 1}})
     assert plan_run(gpu, list(STAGES))[:2] == [["extract", "langid", "filter"], ["classify"]]

@@ -14,10 +14,13 @@ from pipelines.config import ConfigError, parse_config
 from pipelines.schema import DOCUMENT_SCHEMA
 from pipelines.shard import (
     REPEAT_COLUMN,
+    _assign_file,
     assign_cumulative,
     assign_greedy,
     balance_ratio,
     count_tokens,
+    plan_input,
+    relabel_files,
     repeat_counts,
     row_group_bounds,
     write_shards,
@@ -256,3 +259,27 @@ def test_an_empty_input_gives_one_empty_shard(tmp_path):
     summary = write_shards(config(tmp_path, num_shards=3), [str(path)], str(tmp_path / "c"))
     assert summary["docs_out"] == 0 and [s["rows"] for s in summary["shards"]] == [0]
     assert pq.read_table(tmp_path / "c" / "shard-00000.parquet").schema.names[:16] == DOCUMENT_SCHEMA.names
+
+
+def test_files_with_few_rows_per_shard_are_balanced_by_the_driver_relabelling():
+    """A snapshot's files hold ~10 documents per shard: balanced inside each file, they still differ by
+    whole documents; mapping each file's heaviest label to the lightest shard cancels that."""
+    from pipelines.config import ShardConfig
+
+    rng = np.random.default_rng(5)
+    cfg, n = ShardConfig(num_shards=10), 10
+    scans = [{"tokens": np.ceil(rng.lognormal(6.2, 1.2, 80)).astype(np.int64), "cluster": np.ones(80, np.int64)}
+             for _ in range(300)]
+    loads = [np.bincount(p["label"], weights=p["tokens"], minlength=n).astype(np.int64)
+             for p in (_assign_file(s, n, cfg, i) for i, s in enumerate(scans))]
+    assert balance_ratio(np.sum(loads, axis=0)) > 1.2  # labels alone: every file's heavy label is label 0
+    relabels = relabel_files(loads, n)
+    assert all(sorted(r.tolist()) == list(range(n)) for r in relabels)  # a permutation per file
+    totals = np.zeros(n, np.int64)
+    for i, s in enumerate(scans):
+        part = plan_input(s, n, cfg, i, relabels[i])
+        assert sorted(part["row"].tolist()) == list(range(80))
+        totals += np.bincount(part["shard"], weights=part["tokens"], minlength=n).astype(np.int64)
+    assert balance_ratio(totals) <= 1.001
+    again = plan_input(scans[7], n, cfg, 7, relabels[7])
+    assert all(np.array_equal(again[k], plan_input(scans[7], n, cfg, 7, relabels[7])[k]) for k in again)
