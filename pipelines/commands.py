@@ -33,6 +33,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target-d", type=float, help="training tokens of the real run (default: largest pilot D)")
     p.add_argument("--epsilon", type=float, default=0.01, help="epsilon of the law's C/(r+eps)^gamma term")
     p.add_argument("--restarts", type=int, default=24, help="random restarts per fit")
+    p.add_argument("--replay", action="store_true",
+                   help="the pilots' general data is a replay set (e.g. English for a Portuguese CPT): also "
+                   "report the replay share 1 - r, the ratio for the recipe's `replay: true` component")
     p.add_argument("--output", help="also write the plan as JSON here")
     p = sub.add_parser("report", help="write RUN_DIR/report/index.html with the run's plots")
     p.add_argument("run_dir", nargs="?", help="the run directory (runs/<name>)")
@@ -142,12 +145,26 @@ def _run_dir(args: argparse.Namespace) -> str:
     raise FileNotFoundError("report: give the run directory (cptcorpus report RUN_DIR) or --config CONFIG")
 
 
+def replay_share(plan: dict) -> dict:
+    """The replay view of a domain/general plan: in the D-CPT law's pilots the general data *is* what a
+    replay component holds, so its recommended share is 1 - r and its feasible range mirrors r's."""
+    low, high = plan["feasible_r"] if plan.get("feasible_r") else (plan["recommended_r"], plan["recommended_r"])
+    return {"share": round(1.0 - plan["recommended_r"], 6), "feasible_share": [round(1.0 - high, 6),
+                                                                                round(1.0 - low, 6)]}
+
+
 def _plan(args: argparse.Namespace) -> int:
     from pipelines.planner import format_plan, plan_mixture, read_losses
 
     plan = plan_mixture(read_losses(args.losses), args.tolerance, args.base_general_loss, args.target_n,
                         args.target_d, args.epsilon, args.restarts)
     print(format_plan(plan))
+    out = plan.to_dict()
+    if args.replay:
+        out["replay"] = replay_share(out)
+        low, high = out["replay"]["feasible_share"]
+        print(f"recommended replay share = {out['replay']['share']:.3f} (1 - r; feasible {low:.3f}-{high:.3f}): "
+              "set it as the ratio of the recipe's `replay: true` component")
     if args.output:
-        io.write_text_atomic(args.output, json.dumps(plan.to_dict(), indent=2) + "\n")
+        io.write_text_atomic(args.output, json.dumps(out, indent=2) + "\n")
     return 0

@@ -97,6 +97,14 @@ def test_cli_plan_mixture(tmp_path, capsys):
     plan = json.loads(out.read_text())
     assert abs(plan["recommended_r"] - _true_r(0.01)) <= R_TOLERANCE
     assert main(["plan-mixture", "--losses", str(tmp_path / "nope.csv")]) == 2
+    # the same pilots read as domain vs replay data: the replay share is 1 - r, ready for a recipe
+    assert main(["plan-mixture", "--losses", str(path), "--tolerance", "0.01", "--restarts", "8", "--replay",
+                 "--output", str(out)]) == 0
+    assert "recommended replay share = " in capsys.readouterr().out
+    replay = json.loads(out.read_text())
+    assert replay["replay"]["share"] == pytest.approx(1 - replay["recommended_r"])
+    low, high = replay["replay"]["feasible_share"]
+    assert low <= replay["replay"]["share"] <= high
 
 
 def _pilots_at(r_values: tuple[float, ...], sigma: float, seed: int) -> dict[str, np.ndarray]:
