@@ -3,8 +3,8 @@
     .venv/bin/python bench/projection.py
 
 Measured inputs come from the recorded results (bench/results.json: docs/s per core end to end;
-bench/dedup_results.json: band rows per document; bench/shard_plan_results.json: the shard plan's
-bytes per document). The rest are assumptions, stated here and in the output, not measurements:
+bench/dedup_results.json: band rows per document; bench/driver_scale_results.json: the shard plan's
+driver memory at a snapshot's size). The rest are assumptions, stated here and in the output, not measurements:
 the snapshot's size, the price of a core-hour, the cluster size and one language's share. Writes
 bench/projection.json.
 """
@@ -58,7 +58,7 @@ def project() -> dict:
     dedup = load("dedup_results.json")["runs"]["100000"]["cptcorpus"]
     band_rows_per_doc = dedup["counters"]["bucket_rows"] / dedup["summary"]["docs_in"]
     band_bytes = 16 * band_rows_per_doc  # a band row: uint64 bucket + int64 key
-    plan = load("shard_plan_results.json")["plan"]
+    plan = load("driver_scale_results.json")["shard_plan"]
     return {
         "command": "python bench/projection.py " + " ".join(sys.argv[1:]), "assumptions": a,
         "table": table,
@@ -66,10 +66,8 @@ def project() -> dict:
         "read_gb_per_s_at_fastest_speed": read_gb_s,
         "dedup_band_rows_per_doc": band_rows_per_doc,
         "dedup_band_gb_for_global_corpus": round(band_bytes * a["kept_documents_global"] / 1e9),
-        "shard_plan_peak_bytes_per_doc": plan["peak_bytes_per_doc_during_plan"],
-        "shard_plan_gb_one_language": round(plan["peak_bytes_per_doc_during_plan"]
-                                            * a["kept_documents_one_language"] / 1e9, 1),
-        "shard_plan_gb_global": round(plan["peak_bytes_per_doc_during_plan"] * a["kept_documents_global"] / 1e9),
+        "shard_plan_driver_mb_at_files": {"files": plan["files"], "shards": plan["shards"],
+                                          "mb": round(plan["driver_bytes_total"] / 1e6, 1)},
     }
 
 

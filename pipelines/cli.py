@@ -140,6 +140,21 @@ def _print_summary(s: dict) -> None:
         print(f"  rejected by reason: {json.dumps(s['reasons'], ensure_ascii=False)}", file=sys.stderr)
     if s.get("failures_by_reason"):
         print(f"  failures (skipped, see failures.jsonl): {json.dumps(s['failures_by_reason'])}", file=sys.stderr)
+    if stage == "decontaminate":
+        _print_benchmarks(s.get("counters", {}))
+
+
+def _print_benchmarks(counters: dict) -> None:
+    """Per benchmark: documents hit, items found, a few of the n-grams that matched."""
+    from pipelines.decontaminate import benchmark_report
+
+    report = benchmark_report(counters)
+    if not report:
+        print("  no benchmark item found in any document", file=sys.stderr)
+    for bench, r in sorted(report.items()):
+        examples = "; ".join(f"'{e}'" for e in r["examples"][:3])
+        print(f"  {bench}: {r['docs_hit']} documents hit, {r['items_found']} items found"
+              + (f", e.g. {examples}" if examples else ""), file=sys.stderr)
 
 
 def _add_common(p: argparse.ArgumentParser, with_io: bool = True) -> None:

@@ -238,6 +238,20 @@ def test_index_is_shared_through_the_runner(tmp_path: Path, benchmarks: list[dic
     assert benchmark_report(summary["counters"])["jcq"]["items_found"] == 2
 
 
+def test_the_cli_summary_names_each_benchmark_with_its_hits(tmp_path: Path, benchmarks: list[dict], capsys) -> None:
+    from pipelines.cli import _print_summary
+
+    config = _config(tmp_path, benchmarks)
+    stage = DecontaminateStage(config)
+    stage.setup()
+    stats = stage.process_shard(str(_shard(tmp_path)), str(tmp_path / "out"), "s")
+    _print_summary({**stats, "stage": "decontaminate", "docs_per_s": 1, "mb_per_s": 1, "docs_per_s_per_task": 1})
+    err = capsys.readouterr().err
+    report = benchmark_report(stats["counters"])
+    for bench, r in report.items():
+        assert f"{bench}: {r['docs_hit']} documents hit, {r['items_found']} items found" in err
+
+
 def test_index_holds_each_items_distinct_ngrams(tmp_path: Path, benchmarks: list[dict]) -> None:
     index = build_index(_config(tmp_path, benchmarks).decontaminate)
     assert list(index.item_ids) == ["enem-1", "enem-2", "jcq-7", "jcq-8"]
