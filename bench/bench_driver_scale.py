@@ -12,9 +12,10 @@ Synthetic inputs of that size (plans, not documents; no real data needed):
    with the relabelling and without it.
 2. **dedup plan** — ``dedup.make_plan`` over ``--files`` real Parquet files (one tiny file copied,
    so only footers are read): wall seconds, peak driver memory, and bytes per file.
-3. **index selection** — ``commoncrawl.scan_index`` holds the selected records (url, WARC file,
-   offset, length) in the driver: bytes per record on a synthetic index of ``--index-records`` rows,
-   extrapolated to ``--docs`` records (the limit stated in the README).
+3. **index selection** — a synthetic columnar index of ``--index-records`` rows in ``--index-files``
+   parts, every row selected: the one-pass selection (``scan_index`` over every part, what
+   ``plan_index`` did before) against ``plan_index`` per partition, each in a fresh process: peak
+   Arrow memory (Arrow's pool, which tracemalloc does not see) and RSS.
 
 Writes bench/driver_scale_results.json.
 """
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import subprocess
 import sys
 import time
 import tracemalloc
@@ -123,21 +125,62 @@ def dedup_plan(n_files: int) -> dict:
             "per footer, overlapped FOOTER_THREADS at a time)"}
 
 
-def index_selection(n_records: int, extrapolate_to: int) -> dict:
+def _write_index(n_records: int, n_files: int) -> list[str]:
+    """A synthetic columnar URL index: ``n_files`` Parquet parts, records of 900 WARC files in each."""
+    out = WORK / f"index-{n_records}-{n_files}"
+    paths = sorted(str(p) for p in out.glob("*.parquet"))
+    if len(paths) == n_files:
+        return paths
+    out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(1)
-    files = [f"crawl-data/CC-MAIN-2024-10/segments/1707947{i:06d}.41/warc/CC-MAIN-20240220-{i:05d}.warc.gz"
+    warcs = [f"crawl-data/CC-MAIN-2024-10/segments/1707947{i:06d}.41/warc/CC-MAIN-20240220-{i:05d}.warc.gz"
              for i in range(900)]
-    table = pa.table({
-        "url": pa.array([f"https://www.example{i % 50_000}.com.br/path/{i}/artigo-{i}.html" for i in range(n_records)]),
-        "warc_filename": pa.array([files[i] for i in rng.integers(0, len(files), n_records)]).dictionary_encode()
-        .cast(pa.string()),
-        "offset": pa.array(rng.integers(0, 1 << 30, n_records), pa.int64()),
-        "length": pa.array(rng.integers(2_000, 60_000, n_records), pa.int64()),
-    })
-    per_record = table.nbytes / n_records
-    return {"records": n_records, "bytes_per_record": round(per_record, 1),
-            "extrapolated_records": extrapolate_to,
-            "extrapolated_gb": round(per_record * extrapolate_to / 1e9, 2)}
+    per = n_records // n_files
+    for k in range(n_files):
+        ids = range(k * per, (k + 1) * per)
+        pq.write_table(pa.table({
+            "url": [f"https://www.example{i % 50_000}.com.br/path/{i}/artigo-{i}.html" for i in ids],
+            "warc_filename": [warcs[i] for i in rng.integers(0, len(warcs), per)],
+            "warc_record_offset": rng.integers(0, 1 << 30, per),
+            "warc_record_length": rng.integers(2_000, 60_000, per),
+            "fetch_status": np.full(per, 200, dtype=np.int32),
+            "content_mime_detected": ["text/html"] * per,
+            "content_languages": ["por"] * per,
+        }), out / f"part-{k:05d}.parquet")
+    return sorted(str(p) for p in out.glob("*.parquet"))
+
+
+def _index_run(mode: str, paths: list[str]) -> dict:
+    """One selection in a fresh process: its peak Arrow memory and RSS (Arrow's pool is not traced)."""
+    code = (
+        "import json, resource, sys, time, tempfile; import pyarrow as pa\n"
+        "from pipelines import commoncrawl as cc\nfrom pipelines.config import CommonCrawlInput\n"
+        "c = CommonCrawlInput(index=sys.argv[2:], languages=['por'])\nt = time.perf_counter()\n"
+        "if sys.argv[1] == 'whole':\n    n = cc.scan_index(c).num_rows\n"
+        "else:\n    n = len(cc.plan_index(c, tempfile.mkdtemp()))\n"
+        "print(json.dumps({'seconds': round(time.perf_counter() - t, 2), 'result': n,"
+        " 'arrow_peak_bytes': pa.default_memory_pool().max_memory(),"
+        " 'max_rss_bytes': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))\n")
+    proc = subprocess.run([sys.executable, "-c", code, mode, *paths], cwd=REPO, capture_output=True, text=True,
+                          check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def index_selection(n_records: int, n_files: int, extrapolate_to: int) -> dict:
+    """The old one-pass selection (``scan_index`` over every file) against ``plan_index`` per partition."""
+    paths = _write_index(n_records, n_files)
+    whole = _index_run("whole", paths)
+    whole["records_selected"] = whole.pop("result")
+    partitioned = _index_run("partitioned", paths)
+    partitioned["plans"] = partitioned.pop("result")
+    per_record = whole["arrow_peak_bytes"] / n_records
+    return {"records": n_records, "index_files": n_files,
+            "one_pass": {**whole, "arrow_bytes_per_record": round(per_record, 1),
+                         "extrapolated_gb_at": {"records": extrapolate_to,
+                                                "gb": round(per_record * extrapolate_to / 1e9, 2)}},
+            "per_partition": partitioned,
+            "arrow_peak_ratio_one_pass_over_partitioned": round(whole["arrow_peak_bytes"]
+                                                                / max(partitioned["arrow_peak_bytes"], 1), 1)}
 
 
 def main() -> None:
@@ -146,14 +189,21 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=60_000_000)
     parser.add_argument("--shards", type=int, default=60)
     parser.add_argument("--index-records", type=int, default=1_000_000)
+    parser.add_argument("--index-files", type=int, default=10)
+    parser.add_argument("--skip", nargs="*", default=[], choices=("dedup", "index", "shard"),
+                        help="sections to leave out (their previous results are kept)")
     args = parser.parse_args()
-    out = {"command": "python bench/bench_driver_scale.py " + " ".join(sys.argv[1:])}
-    print("dedup plan ...", file=sys.stderr, flush=True)
-    out["dedup_plan"] = dedup_plan(args.files)
-    print("index selection ...", file=sys.stderr, flush=True)
-    out["index_selection"] = index_selection(args.index_records, args.docs)
-    print("shard plan ...", file=sys.stderr, flush=True)
-    out["shard_plan"] = shard_plan(args.files, args.docs, args.shards)
+    out = json.loads(RESULTS.read_text()) if RESULTS.exists() and args.skip else {}
+    out["command"] = "python bench/bench_driver_scale.py " + " ".join(sys.argv[1:])
+    if "dedup" not in args.skip:
+        print("dedup plan ...", file=sys.stderr, flush=True)
+        out["dedup_plan"] = dedup_plan(args.files)
+    if "index" not in args.skip:
+        print("index selection ...", file=sys.stderr, flush=True)
+        out["index_selection"] = index_selection(args.index_records, args.index_files, args.docs)
+    if "shard" not in args.skip:
+        print("shard plan ...", file=sys.stderr, flush=True)
+        out["shard_plan"] = shard_plan(args.files, args.docs, args.shards)
     RESULTS.write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps(out, indent=2))
 

@@ -60,6 +60,7 @@ PLAN_SCHEMA = pa.schema([
     pa.field("url", pa.string()),
 ])
 #: Index columns a selection needs (the rest of Common Crawl's ~30 columns are never read).
+INDEX_PARTITIONS = 256  # index mode: partitions the selection is spilled into (bounds the driver)
 INDEX_COLUMNS = ("url", "warc_filename", "warc_record_offset", "warc_record_length")
 _SEGMENT = re.compile(r"/segments/([^/]+)/")
 _PARTITION = re.compile(r"(crawl|subset)=([^/]+)")
@@ -221,15 +222,14 @@ def _any(terms: list[ds.Expression]) -> ds.Expression:
     return out
 
 
-def scan_index(cc: CommonCrawlInput) -> pa.Table:
-    """Selected index rows (``warc_filename, offset, length, url``), sorted by file and offset.
+def scan_index(cc: CommonCrawlInput, paths: list[str] | None = None) -> pa.Table:
+    """Selected index rows (``url, warc_filename, offset, length``) of ``paths`` (default: every index
+    file), sorted by file and offset.
 
     pyarrow reads only the filter's and the output's columns and skips row groups by statistics.
-    The selection is held in the driver's memory (~100 bytes a record): for a whole language of a
-    whole crawl, pre-select with Athena/DuckDB/Spark as Common Crawl documents and point ``index``
-    at the (much smaller) result, which has the same columns.
+    ``plan_index`` calls it one index file at a time, so the driver never holds the whole selection.
     """
-    paths = index_paths(cc)
+    paths = paths or index_paths(cc)
     fs = None
     if io.is_url(paths[0]):
         import fsspec
@@ -253,46 +253,87 @@ def scan_index(cc: CommonCrawlInput) -> pa.Table:
     return table.sort_by([("warc_filename", "ascending"), ("offset", "ascending")])
 
 
+def _partition_of(files: pa.ChunkedArray, partitions: int) -> np.ndarray:
+    """Each row's partition, by a stable hash of its WARC file name: all records of a WARC file meet in
+    one partition, whichever index file listed them."""
+    encoded = files.combine_chunks().dictionary_encode()
+    by_name = np.array([zlib.crc32(n.encode()) % partitions for n in encoded.dictionary.to_pylist()], dtype=np.int64)
+    return by_name[encoded.indices.to_numpy(zero_copy_only=False)] if len(by_name) else np.zeros(0, np.int64)
+
+
 def plan_index(cc: CommonCrawlInput, plan_dir: str) -> list[str]:
     """Scan the index and write one range plan per selected WARC file (split every ``batch_records``).
+
+    Per partition, so the driver's memory does not grow with the selection: each index file's
+    selected rows are spilled to local temporary files by a hash of their WARC file name
+    (``INDEX_PARTITIONS`` at most), then each partition is read back, sorted and cut into plans. The
+    driver holds one index file's selection or one partition at a time, plus the distinct WARC names.
 
     Plans are named after their WARC file, so shard names are stable from run to run and a re-run
     skips WARC files already done. Changing the selection keys on an existing run directory does
     not redo finished shards: use a new ``output`` for a new selection.
     """
-    table = scan_index(cc)
+    paths = index_paths(cc)
+    partitions = max(1, min(INDEX_PARTITIONS, len(paths)))
+    names: set[str] = set()
+    with tempfile.TemporaryDirectory(prefix="cptcorpus-index-") as spill:
+        for k, path in enumerate(paths):
+            table = scan_index(cc, [path])
+            if table.num_rows == 0:
+                continue
+            names.update(pc.unique(table.column("warc_filename")).to_pylist())
+            part = _partition_of(table.column("warc_filename"), partitions)
+            for p in np.unique(part).tolist():
+                pq.write_table(table.filter(pa.array(part == p)), os.path.join(spill, f"{p:05d}-{k:06d}.parquet"))
+            del table
+        ordered = sorted(names)
+        chosen = set(select_files(ordered, cc))
+        bases = dict(zip(ordered, io.shard_names(ordered), strict=True))  # unique even when base names repeat
+        io.ensure_dir(plan_dir)
+        by_name: dict[str, list[str]] = {}
+        records = fetch_bytes = 0
+        for p in range(partitions):
+            parts = sorted(f for f in os.listdir(spill) if f.startswith(f"{p:05d}-"))
+            if not parts:
+                continue
+            table = pa.concat_tables([pq.read_table(os.path.join(spill, f)) for f in parts])
+            table = table.sort_by([("warc_filename", "ascending"), ("offset", "ascending")])
+            n, b = _write_plans(table, chosen, bases, cc, plan_dir, by_name)
+            records, fetch_bytes = records + n, fetch_bytes + b
+    log.info("index: %d records in %d of %d WARC files selected, %.1f MB to fetch",
+             records, len(chosen), len(names), fetch_bytes / 1e6)
+    plans = [path for name in sorted(by_name) for path in by_name[name]]
+    if not plans:
+        raise ConfigError("input.index: the selection matches no records; check languages/mime/status/domains")
+    return plans
+
+
+def _write_plans(table: pa.Table, chosen: set[str], bases: dict[str, str], cc: CommonCrawlInput,
+                 plan_dir: str, out: dict[str, list[str]]) -> tuple[int, int]:
+    """Write the plans of the chosen WARC files in ``table`` (sorted by file and offset) into ``out``;
+    return the records and bytes they select."""
     files = table.column("warc_filename").combine_chunks()
-    bounds = _run_bounds(files)
-    names = [files[int(a)].as_py() for a, _ in bounds]
-    chosen = set(select_files(names, cc))
-    io.ensure_dir(plan_dir)
-    plans: list[str] = []
     records = fetch_bytes = 0
-    bases = dict(zip(names, io.shard_names(names), strict=True))  # unique even when base names repeat
-    for name, (a, b) in zip(names, bounds, strict=True):
+    for a, b in _run_bounds(files):
+        name = files[a].as_py()
         if name not in chosen:
             continue
         group = table.slice(a, b - a).select(["offset", "length", "url"])
         _, first = np.unique(group.column("offset").to_numpy(), return_index=True)  # one row per record
         group = group.take(pa.array(np.sort(first)))
-        base = bases[name]
         parts = max(1, -(-group.num_rows // cc.batch_records))
         for part in range(parts):
             chunk = group.slice(part * cc.batch_records, cc.batch_records).cast(PLAN_SCHEMA)
-            plan_name = f"{base}{PLAN_SUFFIX}" if parts == 1 else f"{base}.p{part:04d}{PLAN_SUFFIX}"
+            plan_name = f"{bases[name]}{PLAN_SUFFIX}" if parts == 1 else f"{bases[name]}.p{part:04d}{PLAN_SUFFIX}"
             meta = {"warc_url": file_url(cc.base_url, name), "warc_filename": name,
                     "part": str(part), "parts": str(parts)}
             chunk = chunk.replace_schema_metadata({f"cptcorpus.{k}": v for k, v in meta.items()})
             path = os.path.join(plan_dir, plan_name)
             io.write_table_atomic(path, chunk, compression="zstd")
-            plans.append(path)
+            out.setdefault(name, []).append(path)
         records += group.num_rows
         fetch_bytes += int(pc.sum(group.column("length")).as_py() or 0)
-    log.info("index: %d records in %d of %d WARC files selected, %.1f MB to fetch",
-             records, len(chosen), len(names), fetch_bytes / 1e6)
-    if not plans:
-        raise ConfigError("input.index: the selection matches no records; check languages/mime/status/domains")
-    return plans
+    return records, fetch_bytes
 
 
 def _run_bounds(sorted_values: pa.Array) -> list[tuple[int, int]]:

@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -498,3 +499,29 @@ def test_s3_urls_take_the_fsspec_route(tmp_path, cc_site, s3_server):
     assert stats["docs_in"] == pq.read_metadata(plan).num_rows and stats["failure_counts"] == {}
     assert fetch["bytes_fetched"] == fetch["range_bytes"] < fetch["whole_file_bytes"]
     assert {r["url"] for r in _rows(tmp_path / "s3i")} <= {r["url"] for r in _rows(tmp_path / "local")}
+
+
+def test_the_index_plan_is_made_per_partition_with_the_same_plans(tmp_path, site, monkeypatch):
+    """The index split into several files (records of one WARC file in every one of them) and planned
+    through few partitions gives exactly the plans of one pass over the whole selection."""
+    index = pq.read_table(site.root / INDEX_FILE)
+    order = np.random.default_rng(0).permutation(index.num_rows)
+    split = tmp_path / "split"
+    split.mkdir()
+    for k, rows in enumerate(np.array_split(order, 4)):
+        pq.write_table(index.take(pa.array(rows)), split / f"part-{k}.parquet")
+    reference = cc.scan_index(_config(tmp_path, site, index=str(site.root / INDEX_FILE)).input)
+    monkeypatch.setattr(cc, "INDEX_PARTITIONS", 2)
+    config = _config(tmp_path, site, index=str(split / "*.parquet"), batch_records=7)
+    plans = cc.resolve_inputs(config)
+    assert len({pq.read_schema(p).metadata[b"cptcorpus.warc_filename"] for p in plans}) == 2  # both WARC files
+    got = {}
+    for p in plans:
+        name = pq.read_schema(p).metadata[b"cptcorpus.warc_filename"].decode()
+        got.setdefault(name, []).extend(pq.read_table(p).to_pylist())
+    expect: dict[str, set] = {}
+    for r in reference.to_pylist():
+        expect.setdefault(r["warc_filename"], set()).add((r["offset"], r["length"], r["url"]))
+    assert {n: sorted((r["offset"], r["length"], r["url"]) for r in rows) for n, rows in got.items()} == \
+        {n: sorted(v) for n, v in expect.items()}
+    assert all(r["offset"] <= s["offset"] for rows in got.values() for r, s in zip(rows, rows[1:], strict=False))
