@@ -157,7 +157,7 @@ def extraction_reference(path: Path) -> dict:
              for r in iter_responses(str(path), limits.max_record_bytes, limits.max_decompressed_bytes)
              if not isinstance(r, SkippedRecord) and r.status and 200 <= r.status < 300 and r.payload and html_decision(r.content_type, r.payload) is None]
     out = {"file": path.name, "html_pages": len(pages), "extractors": {}}
-    for name in ("trafilatura", "resiliparse"):
+    for name in ("trafilatura", "resiliparse", "fast"):
         extract = make_extractor(ExtractConfig(extractor=name))
         started = time.perf_counter()
         for html in pages:
@@ -247,6 +247,10 @@ def summarise(results: dict, meta: dict) -> dict:
         st = t1["stages"]
         others = sum(v["core_seconds"] for k, v in st.items() if k != "extract")
         derived["non_extract_over_extract_trafilatura_1w"] = round(others / max(st["extract"]["core_seconds"], 1e-9), 3)
+    for w in (1, 2):
+        fast, traf = rows.get(f"ours-fast-{w}w"), rows.get(f"ours-trafilatura-{w}w")
+        if fast and traf:  # the distilled extractor end to end against trafilatura favor_precision
+            derived[f"fast_over_trafilatura_{w}w"] = round(traf["median_seconds"] / fast["median_seconds"], 2)
     return {"rows": rows, "derived": derived}
 
 
@@ -320,7 +324,7 @@ def main() -> None:
                         help="distinct: every page's text unique (targets are judged on it); repeated: pages copied")
     parser.add_argument("--files", type=int, default=8, help="WARC files the input is written to")
     parser.add_argument("--extractors", nargs="+", default=["trafilatura", "resiliparse"],
-                        choices=("trafilatura", "resiliparse"))
+                        choices=("trafilatura", "resiliparse", "fast"))
     parser.add_argument("--results", type=Path, default=REPO / "bench" / "results.json",
                         help="where the results go (a partial run should not overwrite the full one)")
     parser.add_argument("--skip-datatrove", action="store_true")
