@@ -66,14 +66,13 @@ def shard_plan(n_files: int, n_docs: int, n_shards: int) -> dict:
                      sum(t["expanded_rows"] for t in totals))
     driver_s = time.perf_counter() - started
     # every file's label loads, as the batched label_loads tasks compute them (timed per file)
-    loads, task_s, scans = [], [], []
+    loads, task_s = [], []
     for i in range(n_files):
         scan = {"tokens": heavy_tailed(per_file, rng), "cluster": np.ones(per_file, dtype=np.int64)}
         t0 = time.perf_counter()
         part = _assign_file(scan, n, cfg, i)
         task_s.append(time.perf_counter() - t0)
         loads.append(np.bincount(part["label"], weights=part["tokens"], minlength=n).astype(np.int64))
-        scans.append(part["tokens"].sum())
     # the driver: relabel every file (memory: the label loads it receives plus the maps it keeps)
     tracemalloc.start()
     started = time.perf_counter()

@@ -378,6 +378,13 @@ class ClassifierModelConfig(Section):
         return self
 
 
+def _require_unique(names: list[str], what: str) -> None:
+    """Raise naming the repeated ones: names that become columns or reasons must not collide."""
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ValueError(f"{what} must be unique; repeated: {dup}")
+
+
 class ClassifyConfig(Section):
     models: list[ClassifierModelConfig] = Field(default_factory=list)
     num_gpus: float = Field(0, ge=0, description="GPUs each classify task declares (hf models on cuda)")
@@ -386,10 +393,7 @@ class ClassifyConfig(Section):
     @field_validator("models")
     @classmethod
     def _unique_names(cls, value: list[ClassifierModelConfig]) -> list[ClassifierModelConfig]:
-        names = [m.name for m in value]
-        dup = sorted({n for n in names if names.count(n) > 1})
-        if dup:
-            raise ValueError(f"score column names must be unique; repeated: {dup}")
+        _require_unique([m.name for m in value], "score column names")
         return value
 
 
@@ -491,10 +495,7 @@ class DecontaminateConfig(Section):
     @field_validator("benchmarks")
     @classmethod
     def _unique_names(cls, value: list[BenchmarkConfig]) -> list[BenchmarkConfig]:
-        names = [b.name for b in value]
-        dup = sorted({n for n in names if names.count(n) > 1})
-        if dup:
-            raise ValueError(f"benchmark names must be unique; repeated: {dup}")
+        _require_unique([b.name for b in value], "benchmark names")
         return value
 
 

@@ -348,7 +348,7 @@ def plan_input(scan: dict[str, np.ndarray], n_shards: int, cfg: ShardConfig, ind
                relabel: np.ndarray) -> dict[str, np.ndarray]:
     """One input file's part of the plan: every (row, repeat) -> output shard and sort key."""
     part = _assign_file(scan, n_shards, cfg, index)
-    part["shard"] = relabel[part.pop("label")] if len(part["row"]) else part.pop("label")
+    part["shard"] = relabel[part.pop("label")]
     return part
 
 
