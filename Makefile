@@ -25,7 +25,7 @@ define fasttext_last
 	$(BIN)/python -c "import fasttext; assert hasattr(fasttext, 'train_supervised'), 'wrong fasttext build'"
 endef
 
-$(STAMP): pyproject.toml $(LOCK)
+$(STAMP): pyproject.toml $(LOCK) setup.py pipelines/fast_extract/_walk.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c $(LOCK) -e '.[dev]'

@@ -175,7 +175,8 @@ def reference_runs(path: Path, rounds: int = 2) -> dict:
     no pipeline's 1 -> 2 worker scaling can beat it.
     """
     cmd = [sys.executable, str(Path(__file__).resolve()), "--library-alone", str(path)]
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    # one BLAS thread per process, as Ray sets OMP_NUM_THREADS for a task of one CPU
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
 
     def start() -> subprocess.Popen:
         return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, env=env)
@@ -199,6 +200,35 @@ def reference_runs(path: Path, rounds: int = 2) -> dict:
                                    "seconds_two_at_once": round(both, 2)}
         out["machine_scaling_ceiling"][name] = round(2 * one / both, 2)
     return out
+
+
+STARTUP_RECORDS = 30
+
+
+def startup_input(input_dir: Path) -> Path:
+    """A copy of the input's first STARTUP_RECORDS records: a run on it costs the fixed start-up only."""
+    from warcio.archiveiterator import ArchiveIterator
+    from warcio.warcwriter import WARCWriter
+
+    folder = WORK / "input-startup"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(sorted(input_dir.glob("bench-*.warc.gz"))[0], "rb") as src, \
+            open(folder / "bench-0000.warc.gz", "wb") as dst:
+        writer = WARCWriter(dst, gzip=True)
+        for i, record in enumerate(ArchiveIterator(src)):
+            if i >= STARTUP_RECORDS:
+                break
+            writer.write_record(record)
+    return folder
+
+
+def startup_seconds(input_dir: Path, extractors: list[str], rounds: int) -> dict:
+    """Seconds of a whole ``cptcorpus run`` on STARTUP_RECORDS records, per extractor (median of rounds):
+    the interpreter, Ray's start and stop, worker imports and model loads, each stage's set-up. It is
+    the same whatever the input's size, so a run over a crawl segment of hours pays it once."""
+    folder = startup_input(input_dir)
+    return {x: round(statistics.median(ours(folder, 1, x, WORK / f"startup-{x[0]}")["seconds"]
+                                       for _ in range(rounds)), 2) for x in extractors}
 
 
 def median_of(runs: list[dict], key: str = "seconds") -> float:
@@ -251,6 +281,21 @@ def summarise(results: dict, meta: dict) -> dict:
         fast, traf = rows.get(f"ours-fast-{w}w"), rows.get(f"ours-trafilatura-{w}w")
         if fast and traf:  # the distilled extractor end to end against trafilatura favor_precision
             derived[f"fast_over_trafilatura_{w}w"] = round(traf["median_seconds"] / fast["median_seconds"], 2)
+    startup = meta.get("startup_seconds") or {}
+    fast, traf = rows.get("ours-fast-1w"), rows.get("ours-trafilatura-1w")
+    if fast and traf and "fast" in startup and "trafilatura" in startup:
+        derived["fast_over_trafilatura_1w_after_startup"] = round(
+            (traf["median_seconds"] - startup["trafilatura"]) / (fast["median_seconds"] - startup["fast"]), 2)
+    funnel = {}  # what each extractor hands the filters, and what the filters keep of it
+    for name, row in rows.items():
+        st = row.get("stages", {})
+        if name.endswith("-1w") and name.startswith("ours-") and "filter" in st and "classify" in st:
+            funnel[name.removeprefix("ours-").removesuffix("-1w")] = {
+                "extracted": st["langid"]["docs_in"], "into_filters": st["filter"]["docs_in"],
+                "kept_by_filters": st["classify"]["docs_in"],
+                "filter_keep_share": round(st["classify"]["docs_in"] / max(st["filter"]["docs_in"], 1), 3)}
+    if funnel:
+        derived["funnel"] = funnel
     return {"rows": rows, "derived": derived}
 
 
@@ -351,6 +396,9 @@ def main() -> None:
     started = time.perf_counter()
     print("extraction libraries alone, one process then two ...", file=sys.stderr, flush=True)
     reference = reference_runs(sorted(input_dir.glob("bench-*.warc.gz"))[0], rounds=args.repeats)
+    if "fast" in args.extractors:  # the fast extractor's ratio is read with and without the fixed start-up
+        print("start-up cost of a run, per extractor ...", file=sys.stderr, flush=True)
+        meta = {**meta, "startup_seconds": startup_seconds(input_dir, args.extractors, rounds=2)}
     results: dict[str, list[dict]] = {}
     plan = []
     for w in args.workers:

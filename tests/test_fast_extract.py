@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
+from filters.stopwords import STOP_WORDS
 from pipelines.cli import main as cli_main
 from pipelines.config import ConfigError, parse_config
 from pipelines.extract import ExtractStage
 from pipelines.fast_extract import FastExtractor, load_model
-from pipelines.fast_extract.blocks import page_blocks
+from pipelines.fast_extract.blocks import CONCEPTS, _walk, concept_bits, page_blocks, walk_reference
+from pipelines.fast_extract.chars import char_table
 from pipelines.fast_extract.model import FEATURE_VERSION, ModelFileError
 from pipelines.fast_extract.train import agreement, distill_labels, report_path
-from tests.conftest import WarcBuilder
+from tests.conftest import SHARED_WARC, WarcBuilder
 
 ARTICLE = [
     "Os pescadores da vila saem antes do amanhecer, quando o mar ainda está calmo e o vento sopra de terra.",
@@ -51,8 +54,82 @@ def test_blocks_follow_block_elements_and_count_link_text():
     blocks = page_blocks("<body><div class='nav'>Menu <a href=x>Home</a></div><p>One <b>two</b> three.</p>"
                          "<script>var x = 1;</script><ul><li>a</li><li>b</li></ul>tail</body>")
     assert blocks.texts == ["Menu Home", "One two three.", "a", "b", "tail"]
-    assert blocks.link_chars[:2] == [4, 0]
-    assert blocks.classes[0] != 0 and blocks.classes[1] == 0  # "nav" keyword on the first block only
+    assert blocks.column("link_chars")[:2].tolist() == [4, 0]
+    assert blocks.bits("classes")[0] != 0 and blocks.bits("classes")[1] == 0  # "nav" on the first block only
+
+
+_, TABLE = char_table(sorted(STOP_WORDS))  # every class, the zh/ja stop characters included
+PARITY_PAGES = [
+    news_page(ARTICLE),
+    "<body><div id='Main-Content' class='x'>a<p>b<a href=#>c <img>d</a>e</p>f<br>g<wbr>h</div></body>",
+    "<body>" + "<div class='nav'>" * 300 + "deep" + "</div>" * 300 + "after</body>",  # past libxml2's nesting
+    "<body><table><tr><td>x<td>y<tr><td>z</table><li>one<li>two</body>",  # implied end tags
+    "<body><p>non\u00a0breaking\u2003spaces\u3000and\ttabs</p><a>  \u00a0 </a><p>中文，日本語。ไทย</p></body>",
+    "<body><p>Ends. Mid.sentence! (Quoted.) 我的书。是的？ A | B » C / D 42 ÀÉ. Last one.</p><p>x.</p></body>",
+    "<body><script>x</script>tail of script<style>s</style><svg><text>no</text></svg>kept</body>",
+    "<body><p class='" + "sidebar " * 400 + "'>long class</p><frameset><frame src=x></frameset></body>",
+    "<html><head><title>t</title></head></html>",  # no body
+    "<body></body>after the body",
+    "<p>" + "x" * 100_000 + "</p>",
+    "<body><p>\udcff lone surrogate and &amp; &lt;entities&gt; &#x1F600;</p><![CDATA[c]]></body>",
+]
+
+
+@pytest.mark.parametrize("html", PARITY_PAGES, ids=range(len(PARITY_PAGES)))
+def test_the_c_walk_gives_the_reference_walks_blocks(html):
+    """_walk.c and walk_reference (its Python specification) agree text for text, row for row."""
+    assert _walk is not None, "the C walk is not built (pip install -e . builds it)"
+    fast, reference = page_blocks(html, TABLE), page_blocks(html, TABLE, walker=walk_reference)
+    assert fast.texts == reference.texts
+    assert fast.rows.tolist() == reference.rows.tolist()
+
+
+@pytest.mark.shared_data
+def test_the_c_walk_matches_the_reference_on_real_pages():
+    from pipelines.fast_extract.train import iter_html
+
+    paths = sorted(str(p) for p in SHARED_WARC.glob("*.warc.gz")) if SHARED_WARC.is_dir() else []
+    if not paths:
+        pytest.skip("../shared/data/warc is absent")
+    pages = 0
+    for _, html, _ in iter_html(paths):
+        fast, reference = page_blocks(html, TABLE), page_blocks(html, TABLE, walker=walk_reference)
+        assert (fast.texts, fast.rows.tolist()) == (reference.texts, reference.rows.tolist())
+        pages += 1
+    assert pages > 100
+
+
+def test_concepts_read_words_and_word_pairs_and_skip_taxonomy_tokens():
+    def names(value: str) -> set[str]:
+        bits = concept_bits(value.encode())
+        return {name for i, (name, _) in enumerate(CONCEPTS) if bits >> i & 1}
+
+    assert {"body_text", "post", "content"} <= names("Post-Content clearfix")  # a pair, case-insensitive
+    assert {"body_text", "article"} <= names("articleBody")
+    assert "nav" in names("main-navigation") and "footer" in names("site_footer")
+    # WordPress labels the article element with its taxonomy: those tokens say nothing about layout
+    assert "tags" not in names("post-12 hentry category-news tag-election") and "tags" in names("entry-tags")
+    assert names("") == set() and names("x1 y2") == set()
+
+
+def test_without_the_c_walk_the_python_walk_gives_the_same_text_and_says_so(monkeypatch, caplog):
+    from pipelines.fast_extract import blocks as blocks_module
+
+    html = news_page(ARTICLE)
+    expected = FastExtractor(load_model(None))(html)
+    monkeypatch.setattr(blocks_module, "_walk", None)
+    with caplog.at_level(logging.WARNING):
+        slow = FastExtractor(load_model(None))
+    assert "C block walk is not built" in caplog.text
+    assert slow(html) == expected
+
+
+def test_short_blocks_are_labelled_only_where_the_teacher_text_has_got_to():
+    blocks = page_blocks("<body><ul><li>more</li></ul><p>One two three four five.</p><p>Read more</p>"
+                         "<p>more</p><p>Six seven eight nine ten.</p></body>")
+    teacher = "One two three four five.\nmore\nSix seven eight nine ten."
+    # the menu's "more" precedes the article: the teacher's "more" is the one after the first paragraph
+    assert distill_labels(blocks, teacher).tolist() == [0.0, 1.0, 0.0, 1.0, 1.0]
 
 
 def test_distillation_labels_and_agreement():

@@ -1,139 +1,110 @@
 """Block facts to a feature matrix: one row per block, numpy only, no language assumed.
 
-Text measures are counted with ``str.translate`` and ``re`` (C loops), never a Python loop per
-character. Stop-word ratios use the stop words of the languages the model was trained for (all of
-``filters.stopwords`` by default): word-based for languages written with spaces, character-based
+Character counts come with the blocks (``chars``, counted by the C walk); what is left here is one
+numpy pass per page, never a Python loop per block or character. Stop-word ratios use the stop
+words of the languages the model was trained for (all of ``filters.stopwords`` by default): word-based for languages written with spaces, character-based
 (the single-character stop words of zh/ja) for scripts without them. The extractor runs before
 language ID, so it cannot pick one language's list per page.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-
 import numpy as np
 
-from filters.stopwords import STOP_WORDS
-from filters.text_stats import PUNCTUATION, TERMINAL_PUNCTUATION
-from pipelines.fast_extract.blocks import ANCESTOR_TAGS, CLASS_KEYWORDS, HOLDER_TAGS, Blocks
+from pipelines.fast_extract.blocks import ANCESTOR_TAGS, CONCEPTS, HOLDER_TAGS, ROW_FIELDS, Blocks
+from pipelines.fast_extract.chars import MEASURES
 
-_UPPER_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZÀÁÂÃÄÅÆÇÈÉÊËÌÍÎÏÑÒÓÔÕÖØÙÚÛÜÝАБВГДЕЁЖЗИЙКЛМНОПРСТУФХЦЧШЩЭЮЯ"
 NEIGHBOUR_OFFSETS = (-3, -2, -1, 1, 2, 3)
-STOPWORD_CAP = 80  # words per block looked up in the stop-word set (enough for a stable ratio)
 
 
-def stopword_sets(langs: list[str]) -> tuple[frozenset[str], np.ndarray]:
-    """(stop words, code points of the single-character stop words of zh/ja) of ``langs``."""
-    words: set[str] = set()
-    chars: set[str] = set()
-    for lang in langs:
-        for w in STOP_WORDS.get(lang, ()):
-            (chars if len(w) == 1 and ord(w) > 0x2E80 else words).add(w.lower())
-    return frozenset(words), _code_set(chars)
+def stopword_ratio(texts: list[str], words: np.ndarray, stop_words: frozenset[str]) -> np.ndarray:
+    """Per block: the share of its words that are stop words (texts are whitespace-normalised, so a
+    block's words are its single-space separated tokens; one ``map`` over the page's tokens)."""
+    tokens = " ".join(texts).lower().split(" ")
+    is_stop = np.fromiter(map(stop_words.__contains__, tokens), bool, len(tokens))
+    return np.add.reduceat(is_stop, np.cumsum(words) - words, dtype=np.int64) / words
 
 
-def _code_set(chars) -> np.ndarray:
-    return np.array(sorted({ord(c) for c in chars if len(c) == 1}), np.uint32)
+#: The class/id concept columns (all ancestors, nearest, own, page): the last columns of the matrix.
+CLASS_COLUMNS = 4 * len(CONCEPTS)
+N_DENSE = 17 + 8 + 2 + 2 * len(NEIGHBOUR_OFFSETS)
+#: Which of the 4 x 64 unpacked bits of (ancestors, classes, near, own) are feature columns.
+_BIT_COLUMNS = np.concatenate([np.arange(len(ANCESTOR_TAGS))] + [64 * k + np.arange(len(CONCEPTS)) for k in (1, 2, 3)])
+_MASK_FIELDS = [ROW_FIELDS.index(f) for f in ("ancestors", "classes", "near_classes", "own_classes")]
 
 
-_DIGITS = _code_set("0123456789")
-_PUNCT = _code_set(PUNCTUATION)
-_UPPER = _code_set(_UPPER_CHARS)
-_SEPARATORS = _code_set("|·•»›/«‹>")
-_TERMINAL = _code_set(list(TERMINAL_PUNCTUATION) + ['"', "”", "»", ")"])
-_SENTENCE_TERMINAL = _code_set(".!?。！？।")
-_SPACES = _code_set(" \t\n\xa0")
-_NO_SPACE_RANGES = ((0x0E00, 0x0FFF), (0x1000, 0x109F), (0x1780, 0x17FF), (0x3040, 0x30FF), (0x3400, 0x4DBF),
-                    (0x4E00, 0x9FFF))
-
-
-def _text_measures(texts: list[str], stop_words: frozenset[str], stop_chars: np.ndarray) -> np.ndarray:
-    """Per block: chars, words, digits, punctuation, uppercase, separators, no-space-script chars,
-    stop-word ratio (word based), stop characters, sentence ends, ends with terminal punctuation.
-
-    All blocks are joined into one string and classified as one array of code points, then summed
-    per block (``np.add.reduceat``); words are looked up in the stop-word set with one ``map``.
-    """
-    n = len(texts)
-    lengths = np.fromiter(map(len, texts), np.int64, n)
-    cps = np.frombuffer("".join(texts).encode("utf-32-le", "surrogatepass"), np.uint32)
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-
-    def per_block(mask: np.ndarray) -> np.ndarray:
-        return np.add.reduceat(mask.astype(np.int64), starts)
-
-    no_space = np.zeros(len(cps), bool)
-    for lo, hi in _NO_SPACE_RANGES:
-        no_space |= (cps >= lo) & (cps <= hi)
-    after = np.concatenate([cps[1:], [32]])
-    after[np.cumsum(lengths) - 1] = 32  # a block's last character is followed by its end
-    sentence_end = np.isin(cps, _SENTENCE_TERMINAL) & (np.isin(after, _SPACES) | (cps > 0x3000))
-    tokens = " \x00 ".join(texts).lower().split()
-    is_sep = np.fromiter(map("\x00".__eq__, tokens), bool, len(tokens))
-    block_of = np.cumsum(is_sep)
-    keep = ~is_sep
-    words = np.bincount(block_of[keep], minlength=n)
-    stops = np.bincount(block_of[keep], weights=np.fromiter(map(stop_words.__contains__, tokens), bool,
-                                                            len(tokens))[keep], minlength=n)
-    last = cps[np.cumsum(lengths) - 1]
-    return np.column_stack([
-        lengths, words, per_block(np.isin(cps, _DIGITS)), per_block(np.isin(cps, _PUNCT)),
-        per_block(np.isin(cps, _UPPER)), per_block(np.isin(cps, _SEPARATORS)), per_block(no_space),
-        stops / np.maximum(words, 1), per_block(np.isin(cps, stop_chars)), per_block(sentence_end),
-        np.isin(last, _TERMINAL),
-    ]).astype(np.float64)
-
-
-def _bits(values: list[int], width: int) -> np.ndarray:
-    """Unpack integer bitmasks (any width) into a 0/1 matrix of ``width`` columns."""
-    nbytes = (width + 7) // 8
-    raw = np.frombuffer(b"".join(v.to_bytes(nbytes, "little") for v in values), np.uint8)
-    bits = np.unpackbits(raw.reshape(len(values), nbytes), axis=1, bitorder="little")
-    return bits[:, :width].astype(np.float32)
-
-
-def block_features(blocks: Blocks, stop_words: frozenset[str], stop_chars: np.ndarray) -> np.ndarray:
-    """The feature matrix of one page's blocks (float32, ``n_blocks x n_features``)."""
+def block_features(blocks: Blocks, stop_words: frozenset[str]) -> np.ndarray:
+    """The feature matrix of one page's blocks (float32, ``n_blocks x n_features``), filled in place."""
     n = len(blocks.texts)
-    m = _text_measures(blocks.texts, stop_words, stop_chars) if n else np.zeros((0, 11))
+    m = blocks.rows[:, len(ROW_FIELDS) - len(MEASURES):].astype(np.float64)  # chars.MEASURES
+    n_holder = len(HOLDER_TAGS) + 1
+    x = np.zeros((n, N_DENSE + n_holder + len(_BIT_COLUMNS) + len(CONCEPTS)), np.float32)
+    if not n:
+        return x
     chars = np.maximum(m[:, 0], 1.0)
     words = np.maximum(m[:, 1], 1.0)
-    no_space = m[:, 6] / chars
-    log_chars = np.log1p(m[:, 0])
-    link = np.asarray(blocks.link_chars, np.float64) / chars
     total = chars.sum()
-    cum = (np.cumsum(chars) - chars / 2) / total
-    counts = Counter(blocks.texts)
-    repeated = np.fromiter((counts[t] > 1 for t in blocks.texts), np.float64, n)
-    holder = np.zeros((n, len(HOLDER_TAGS) + 1), np.float32)
-    holder[np.arange(n), np.asarray(blocks.holder, np.int64)] = 1  # -1 lands in the "other" column
-    own = [
-        log_chars, np.log1p(m[:, 1]), link, m[:, 2] / chars, m[:, 3] / chars, m[:, 4] / chars,
-        m[:, 5] / words, no_space, m[:, 7], m[:, 8] / chars, np.log1p(m[:, 9]), m[:, 10],
-        np.minimum(np.asarray(blocks.depth, np.float64), 64) / 64, np.arange(n) / max(n - 1, 1), cum,
-        chars / total, repeated,
-    ]
-    page = [np.full(n, np.log1p(total)), np.full(n, np.log1p(n))]
-    neighbours = []
-    padded_len = np.concatenate([[0.0] * 3, log_chars, [0.0] * 3])
-    padded_link = np.concatenate([[1.0] * 3, link, [1.0] * 3])
+    log_chars = np.log1p(m[:, 0])
+    link = blocks.column("link_chars") / chars
+    _, first, counts = np.unique(np.fromiter(map(hash, blocks.texts), np.int64, n), return_inverse=True,
+                                 return_counts=True)
+    x[:, 0] = log_chars
+    x[:, 1] = np.log1p(m[:, 1])
+    x[:, 2] = link
+    x[:, 3:6] = m[:, 2:5] / chars[:, None]  # digits, punctuation, uppercase
+    x[:, 6] = m[:, 5] / words  # separators per word
+    x[:, 7] = m[:, 6] / chars  # no-space script
+    x[:, 8] = stopword_ratio(blocks.texts, m[:, 1].astype(np.int64), stop_words)
+    x[:, 9] = m[:, 7] / chars  # stop characters
+    x[:, 10] = np.log1p(m[:, 8])  # sentence ends
+    x[:, 11] = m[:, 9]  # ends with terminal punctuation
+    x[:, 12] = np.minimum(blocks.column("depth"), 64) / 64
+    x[:, 13] = np.arange(n) / max(n - 1, 1)
+    x[:, 14] = (np.cumsum(chars) - chars / 2) / total
+    x[:, 15] = chars / total
+    x[:, 16] = counts[first] > 1  # the same text elsewhere on the page
+    # the container: a paragraph sits among paragraphs (much text, few links), a menu item among links
+    col = 17
+    for name in ("parent", "grand"):
+        box = blocks.column(f"{name}_chars").astype(np.float64)
+        x[:, col] = np.log1p(box)
+        x[:, col + 1] = blocks.column(f"{name}_link_chars") / np.maximum(box, 1.0)
+        x[:, col + 2] = np.minimum(box / total, 1.0)
+        col += 3
+    _, sibling_of, siblings = np.unique(blocks.column("parent_id"), return_inverse=True, return_counts=True)
+    x[:, col] = np.log1p(siblings[sibling_of])
+    x[:, col + 1] = np.minimum(chars / np.maximum(blocks.column("parent_chars"), 1), 1.0)
+    x[:, col + 2] = np.log1p(total)
+    x[:, col + 3] = np.log1p(n)
+    col += 4
+    padded_len = np.concatenate([np.zeros(3), log_chars, np.zeros(3)])
+    padded_link = np.concatenate([np.ones(3), link, np.ones(3)])
     for k in NEIGHBOUR_OFFSETS:
-        neighbours.append(padded_len[3 + k: 3 + k + n])
-        neighbours.append(padded_link[3 + k: 3 + k + n])
-    dense = np.column_stack(own + page + neighbours).astype(np.float32)
-    return np.hstack([
-        dense, holder,
-        _bits(blocks.ancestors, len(ANCESTOR_TAGS)),
-        _bits(blocks.classes, len(CLASS_KEYWORDS)),
-        _bits(blocks.own_classes, len(CLASS_KEYWORDS)),
-    ])
+        x[:, col] = padded_len[3 + k: 3 + k + n]
+        x[:, col + 1] = padded_link[3 + k: 3 + k + n]
+        col += 2
+    x[np.arange(n), col + blocks.column("holder") % n_holder] = 1  # -1 lands in the "other" column
+    col += n_holder
+    masks = np.ascontiguousarray(blocks.rows[:, _MASK_FIELDS]).view(np.uint8)
+    x[:, col: col + len(_BIT_COLUMNS)] = np.unpackbits(masks, axis=1, bitorder="little")[:, _BIT_COLUMNS]
+    x[:, col + len(_BIT_COLUMNS):] = _bits(np.array([blocks.page_classes], np.uint64), len(CONCEPTS))
+    return x
 
 
-def neighbour_context(prob: np.ndarray) -> np.ndarray:
+def _bits(values: np.ndarray, width: int) -> np.ndarray:
+    """Unpack uint64 bitmasks into a 0/1 matrix of ``width`` columns."""
+    raw = np.ascontiguousarray(values, "<u8").view(np.uint8).reshape(len(values), 8)
+    return np.unpackbits(raw, axis=1, bitorder="little")[:, :width].astype(np.float32)
+
+
+def neighbour_context(prob: np.ndarray, blocks: Blocks) -> np.ndarray:
     """Second-stage inputs from first-stage probabilities: the block's own, its neighbours' (±1..3,
-    0 beyond the page), the mean of windows of 5 and 11 blocks, and the page's mean.
+    0 beyond the page), the mean of windows of 5 and 11 blocks, the page's mean, the share of the
+    page's text scored as content, and the text-weighted mean over the block's container (the
+    blocks with the same parent) without the block itself.
 
-    Main text comes in runs: a short line between two kept paragraphs is usually kept too.
+    Main text comes in runs and in containers: a short line between two kept paragraphs, or in the
+    element that holds the article, is usually kept too.
     """
     n = len(prob)
     padded = np.concatenate([np.zeros(5), prob, np.zeros(5)])
@@ -143,4 +114,10 @@ def neighbour_context(prob: np.ndarray) -> np.ndarray:
         idx = np.arange(n) + 5
         cols.append((csum[idx + half + 1] - csum[idx - half]) / (2 * half + 1))
     cols.append(np.full(n, prob.mean() if n else 0.0))
+    chars = np.fromiter(map(len, blocks.texts), np.float64, n)
+    cols.append(np.full(n, (prob * chars).sum() / chars.sum() if n else 0.0))
+    _, box = np.unique(blocks.column("parent_id"), return_inverse=True)
+    box_chars = np.bincount(box, weights=chars)[box] - chars
+    box_score = np.bincount(box, weights=prob * chars)[box] - prob * chars
+    cols.append(np.where(box_chars > 0, box_score / np.maximum(box_chars, 1.0), -1.0))
     return np.column_stack(cols).astype(np.float32)

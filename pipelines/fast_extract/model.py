@@ -1,8 +1,9 @@
 """The block model: two small multilayer perceptrons, numpy inference, one versioned JSON file.
 
 Stage one scores each block from its own features; stage two rescores it from stage one's scores
-of its neighbours (main text comes in runs). A block is kept when stage two's probability reaches
-the trained threshold. The file is JSON (weights as nested lists, ~100 KB) so it diffs, reviews and
+of its neighbours and of its container (main text comes in runs and in one element). A block is kept
+when stage two's probability reaches the trained threshold. The file is JSON (weights as nested
+lists, ~400 KB) so it diffs, reviews and
 loads without pickle; ``format`` and ``feature_version`` must match this code or loading fails
 with a message that names the file and both versions.
 """
@@ -16,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 FORMAT = "cptcorpus-fast-extractor"
-FEATURE_VERSION = 1  # bump when block segmentation or the feature columns change
-DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "data" / "fast_extractor-v1.json"
+FEATURE_VERSION = 3  # bump when block segmentation or the feature columns change
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "data" / "fast_extractor-v3.json"
 
 
 class ModelFileError(ValueError):
@@ -35,13 +36,22 @@ class Mlp:
     w2: np.ndarray
     b2: float
 
+    def __post_init__(self) -> None:
+        # standardisation folded into the first layer: one matrix product per call, no copies of x
+        self._w1 = (self.w1 / self.scale[:, None]).astype(np.float32)
+        self._b1 = (self.b1 - (self.mean / self.scale) @ self.w1).astype(np.float32)
+
     def predict(self, x: np.ndarray) -> np.ndarray:
-        h = np.maximum((x - self.mean) / self.scale @ self.w1 + self.b1, 0.0)
+        return self.output(x @ self._w1 + self._b1)
+
+    def output(self, pre: np.ndarray) -> np.ndarray:
+        """The probability from the first layer's pre-activations (``x @ _w1 + _b1``)."""
+        h = np.maximum(pre, 0.0)
         return 1.0 / (1.0 + np.exp(-np.clip(h @ self.w2 + self.b2, -30.0, 30.0)))
 
     def to_json(self) -> dict:
         return {k: (v.round(6).tolist() if isinstance(v, np.ndarray) else round(float(v), 6))
-                for k, v in self.__dict__.items()}
+                for k, v in self.__dict__.items() if not k.startswith("_")}
 
     @classmethod
     def from_json(cls, data: dict) -> Mlp:

@@ -24,7 +24,8 @@ from filters.stopwords import STOP_WORDS
 from pipelines.config import ExtractConfig
 from pipelines.fast_extract import FastExtractor
 from pipelines.fast_extract.blocks import Blocks, page_blocks
-from pipelines.fast_extract.features import block_features, neighbour_context, stopword_sets
+from pipelines.fast_extract.chars import char_table
+from pipelines.fast_extract.features import CLASS_COLUMNS, block_features, neighbour_context
 from pipelines.fast_extract.model import BlockModel, Mlp
 
 # Tokens for labels and agreement: runs of word characters, and single characters of scripts
@@ -33,6 +34,7 @@ _NO_SPACE = "\u0E00-\u0FFF\u1000-\u109F\u1780-\u17FF\u3040-\u30FF\u3400-\u4DBF\u
 _TOKEN = re.compile(f"[{_NO_SPACE}]|[^\\W{_NO_SPACE}]+")
 STOP_LANGS = tuple(sorted(STOP_WORDS))  # default: stop words of every language we have
 BIG_SITE_PAGES = 20  # sites with more pages than this are split by page, not as a whole
+CLASS_DROPOUT = 0.3  # share of training pages whose class/id features are zeroed
 
 
 def tokens(text: str) -> list[str]:
@@ -53,20 +55,43 @@ def agreement(predicted: str, reference: str) -> tuple[float, float, float]:
     return prec, rec, (2 * prec * rec / (prec + rec) if prec + rec else 0.0)
 
 
+SHORT_BLOCK_SKIP = 3  # tokens of the teacher's text a short block may be found past the last match
+
+
 def distill_labels(blocks: Blocks, reference: str) -> np.ndarray:
-    """1 for blocks whose text the teacher kept: >= half of their word 3-grams occur in its text;
-    blocks under three tokens: the block occurs in the teacher's text as a run of whole tokens."""
+    """1 for blocks whose text the teacher kept, matched in document order (the teacher keeps it).
+
+    A block matches when its tokens occur in the teacher's text after the previous match; a block of
+    three tokens or more also matches when half or more of its word 3-grams occur anywhere (the
+    teacher may reflow a block). A short block ("more", "Home", a date) must occur right where the
+    teacher's text has got to (at most SHORT_BLOCK_SKIP tokens further): the same word elsewhere in
+    the article says nothing about the menu item.
+    """
     ref_tokens = tokens(reference)
     grams = set(zip(ref_tokens, ref_tokens[1:], ref_tokens[2:], strict=False))
     joined = " " + " ".join(ref_tokens) + " "
+    at = 0  # where the teacher's text has got to
     labels = np.zeros(len(blocks.texts), np.float32)
     for i, text in enumerate(blocks.texts):
         toks = tokens(text)
-        if len(toks) >= 3:
-            hits = sum(g in grams for g in zip(toks, toks[1:], toks[2:], strict=False))
-            labels[i] = hits >= 0.5 * (len(toks) - 2)
-        elif toks:
-            labels[i] = (" " + " ".join(toks) + " ") in joined
+        if not toks:
+            continue
+        key = " " + " ".join(toks) + " "
+        found = joined.find(key, at)
+        if len(toks) < 3:
+            if found >= 0 and joined.count(" ", at, found) <= SHORT_BLOCK_SKIP:
+                labels[i] = 1
+                at = found + len(key) - 1
+            continue
+        trigrams = list(zip(toks, toks[1:], toks[2:], strict=False))
+        if found >= 0 or sum(g in grams for g in trigrams) >= 0.5 * len(trigrams):
+            labels[i] = 1
+            if found >= 0:
+                at = found + len(key) - 1
+            else:  # reflowed: move on to where its last matching 3-gram is
+                last = next(g for g in reversed(trigrams) if g in grams)
+                pos = joined.find(" " + " ".join(last) + " ", at)
+                at = pos + 1 if pos >= 0 else at
     return labels
 
 
@@ -127,12 +152,16 @@ def is_held_out(page: Page, site_pages: int, fraction: float, seed: int) -> bool
 
 
 def train_mlp(x: np.ndarray, y: np.ndarray, w: np.ndarray, hidden: int = 32, epochs: int = 40,
-              seed: int = 0, l2: float = 1e-4, lr: float = 3e-3) -> Mlp:
+              seed: int = 0, l2: float = 1e-3, lr: float = 3e-3) -> Mlp:
     """Weighted logistic loss, Adam, mini-batches of 256: a small network trained in plain numpy."""
     rng = np.random.default_rng(seed)
     mean = x.mean(0)
     scale = x.std(0)
     scale[scale < 1e-6] = 1.0
+    # 0/1 columns stay 0/1: standardising a rare flag (a class name seen on 0.1% of blocks) turns it
+    # into a value of ~30 that swamps every other input on the pages where it appears
+    binary = np.all((x == 0) | (x == 1), axis=0)
+    mean[binary], scale[binary] = 0.0, 1.0
     xs = ((x - mean) / scale).astype(np.float32)
     params = [rng.normal(0, np.sqrt(2 / x.shape[1]), (x.shape[1], hidden)).astype(np.float32),
               np.zeros(hidden, np.float32), rng.normal(0, np.sqrt(1 / hidden), hidden).astype(np.float32),
@@ -166,15 +195,26 @@ def _stack(items: list[np.ndarray]) -> np.ndarray:
 
 def fit(pages: list[Page], langs: list[str], seed: int = 0, folds: int = 3) -> BlockModel:
     """Train both stages and the threshold on ``pages`` (labels from their teacher text)."""
-    stop_words, stop_chars = stopword_sets(langs)
-    feats, labels, weights = [], [], []
+    stop_words, table = char_table(langs)
+    feats, labels, weights, blocks_of_page = [], [], [], []
+    site_pages = Counter(p.site for p in pages)
     for page in pages:
-        blocks = page_blocks(page.html)
+        blocks = page_blocks(page.html, table)
         if not blocks.texts:
             continue
-        feats.append(block_features(blocks, stop_words, stop_chars))
+        blocks_of_page.append(blocks)
+        feats.append(block_features(blocks, stop_words))
         labels.append(distill_labels(blocks, page.reference))
-        weights.append(np.sqrt(np.fromiter((len(tokens(t)) for t in blocks.texts), np.float32)) + 0.5)
+        # longer blocks weigh more within a page; every page weighs the same, and a site's pages together
+        # weigh sqrt(pages): a big site's template must not drown the many small sites of the real web
+        w = np.sqrt(np.fromiter((len(tokens(t)) for t in blocks.texts), np.float32)) + 0.5
+        weights.append(w / w.sum() / np.sqrt(site_pages[page.site]))
+    # class/id dropout: on a share of the pages the model sees no class names at all, so that it also
+    # learns the text's own evidence; sites name their classes in endless ways it never saw
+    rng = np.random.default_rng(seed)
+    for f in feats:
+        if rng.random() < CLASS_DROPOUT:
+            f[:, -CLASS_COLUMNS:] = 0
     x, y, w = np.vstack(feats), _stack(labels), _stack(weights)
     stage1 = train_mlp(x, y, w, seed=seed)
     # stage two learns from out-of-fold stage-one scores: the scores it will meet on unseen pages
@@ -186,7 +226,7 @@ def fit(pages: list[Page], langs: list[str], seed: int = 0, folds: int = 3) -> B
                         _stack([weights[i] for i in idx]), seed=seed + 1 + f)
         for i in np.flatnonzero(fold_of == f):
             oof[i] = mlp.predict(feats[i])
-    x2 = np.vstack([np.hstack([f, neighbour_context(p)]) for f, p in zip(feats, oof, strict=True)])
+    x2 = np.vstack([np.hstack([f, neighbour_context(p, b)]) for f, p, b in zip(feats, oof, blocks_of_page, strict=True)])
     stage2 = train_mlp(x2, y, w, seed=seed + 100)
     model = BlockModel(stage1, stage2, 0.5, langs, {})
     model.threshold = _best_threshold(FastExtractor(model), pages)
@@ -198,7 +238,7 @@ def _best_threshold(extractor: FastExtractor, pages: list[Page]) -> float:
     grid = np.round(np.arange(0.2, 0.81, 0.05), 2)
     scores = np.zeros(len(grid))
     for page in pages:
-        blocks = page_blocks(page.html)
+        blocks = page_blocks(page.html, extractor.table)
         prob = extractor.keep_probabilities(blocks)
         for k, t in enumerate(grid):
             text = "\n".join(b for b, p in zip(blocks.texts, prob, strict=True) if p >= t)

@@ -1,0 +1,471 @@
+/* The block walk of the fast extractor, in C: one pass over lxml's libxml2 tree.
+ *
+ * Why C: walking the tree from Python (etree.iterwalk) costs about 0.6 us per element event, ~1 ms
+ * of a page's ~4 ms; here it is a few microseconds a page. The semantics are exactly those of
+ * blocks.walk_reference (the Python version kept for parity tests):
+ *
+ *   - text accumulates into the open block; entering or leaving a block-level element closes it;
+ *   - elements in the skip set contribute nothing (their tail text, a following sibling, does);
+ *   - a block keeps its whitespace-normalised text, its holder tag index, the ancestor-tag bits,
+ *     the class/id concept bits of all its ancestors, of its nearest NEAR_LEVELS elements and of its
+ *     own element (the body's own are left out: they describe the page), its depth, how many
+ *     non-whitespace characters sit inside <a> elements, and the non-whitespace characters (all, and
+ *     inside links) of the whole parent and grandparent of the element holding it: the container
+ *     the block sits in, which is what separates a paragraph of an article from an item of a menu.
+ *
+ *   - the block's characters are counted by class while its whitespace is normalised
+ *     (chars.MEASURES: characters, words, digits, ..., sentence ends), with the class table the
+ *     caller passes (chars.char_table), so no page is re-scanned in Python.
+ *
+ * The tag tables and the class/id classifier (a Python callable, called once per distinct value
+ * and cached here) come from Python (configure()), so blocks.py stays the one place that names
+ * them. Only libxml2's node structs are read (no libxml2 function is called), and the
+ * element is reached through lxml's public _Element layout (lxml/etree.h: PyObject_HEAD, _doc,
+ * _c_node), after a type check against lxml.etree._Element.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+#include <libxml/tree.h>
+
+typedef struct {
+    PyObject_HEAD
+    void *doc;
+    xmlNode *c_node;
+} LxmlElement;
+
+#define F_SKIP 1
+#define F_BLOCK 2
+#define TABLE_SIZE 512
+#define MAX_TAG 24
+#define NEAR_LEVELS 4
+#define ATTR_BYTES 1023
+#define N_WALK 12     /* the walk's own columns (blocks.ROW_FIELDS) */
+#define N_MEASURES 10 /* then the character measures (chars.MEASURES) */
+#define N_FIELDS (N_WALK + N_MEASURES)
+#define N_COUNTED 6
+#define CACHE_SIZE 65536 /* class/id values remembered, by 64-bit hash */
+
+typedef struct {
+    char name[MAX_TAG];
+    int used;
+    int flags;
+    uint64_t ancestor_bit;
+    int holder;
+} TagEntry;
+
+static TagEntry tags[TABLE_SIZE];
+static PyObject *classify_attr = NULL; /* bytes -> int: the concept bits of one class/id value */
+
+/* Class/id values repeat within a page and across sites: their bits are remembered by a 64-bit
+ * FNV-1a hash of the value (a collision between two distinct values is a 1-in-2^64 event). */
+typedef struct {
+    uint64_t hash, bits;
+    int used;
+} CacheEntry;
+static CacheEntry cache[CACHE_SIZE];
+
+/* Character-class bits (chars.py): sentence end, terminal, then the COUNTED classes. */
+static uint16_t bit_sentence, bit_terminal, bit_counted[N_COUNTED];
+static PyTypeObject *element_type = NULL;
+static int configured = 0;
+
+static unsigned tag_hash(const char *s) {
+    unsigned h = 2166136261u;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 16777619u;
+    return h & (TABLE_SIZE - 1);
+}
+
+static TagEntry *tag_slot(const char *name, int create) {
+    if (strlen(name) >= MAX_TAG) return NULL;
+    unsigned h = tag_hash(name);
+    for (int i = 0; i < TABLE_SIZE; i++) {
+        TagEntry *e = &tags[(h + i) & (TABLE_SIZE - 1)];
+        if (!e->used) {
+            if (!create) return NULL;
+            e->used = 1;
+            strcpy(e->name, name);
+            e->holder = -1;
+            return e;
+        }
+        if (strcmp(e->name, name) == 0) return e;
+    }
+    return NULL;
+}
+
+/* ---- growable buffers ---------------------------------------------------------------------- */
+
+typedef struct {
+    char *data;
+    Py_ssize_t len, cap;
+} Buf;
+
+static int buf_add(Buf *b, const char *s, Py_ssize_t n) {
+    if (b->len + n > b->cap) {
+        Py_ssize_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + n) cap *= 2;
+        char *p = PyMem_Realloc(b->data, cap);
+        if (!p) return -1;
+        b->data = p;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+    return 0;
+}
+
+/* ---- UTF-8 whitespace as Python's str.isspace() sees it ------------------------------------- */
+
+/* Length in bytes of the whitespace character at s (0 when s does not start with one). */
+static int space_len(const unsigned char *s, const unsigned char *end) {
+    unsigned char c = s[0];
+    if (c < 0x80) return (c == ' ' || (c >= 0x09 && c <= 0x0d) || (c >= 0x1c && c <= 0x1f)) ? 1 : 0;
+    if (c == 0xC2 && s + 1 < end) return (s[1] == 0x85 || s[1] == 0xA0) ? 2 : 0;
+    if (c == 0xE1 && s + 2 < end) return (s[1] == 0x9A && s[2] == 0x80) ? 3 : 0;
+    if (c == 0xE2 && s + 2 < end) {
+        if (s[1] == 0x80 && ((s[2] >= 0x80 && s[2] <= 0x8A) || s[2] == 0xA8 || s[2] == 0xA9 || s[2] == 0xAF))
+            return 3;
+        if (s[1] == 0x81 && s[2] == 0x9F) return 3;
+        return 0;
+    }
+    if (c == 0xE3 && s + 2 < end) return (s[1] == 0x80 && s[2] == 0x80) ? 3 : 0;
+    return 0;
+}
+
+static Py_ssize_t nonspace_chars(const unsigned char *s, Py_ssize_t n) {
+    const unsigned char *end = s + n;
+    Py_ssize_t count = 0;
+    while (s < end) {
+        int w = space_len(s, end);
+        if (w) { s += w; continue; }
+        if ((*s & 0xC0) != 0x80) count++;
+        s++;
+    }
+    return count;
+}
+
+/* ---- the walk ------------------------------------------------------------------------------ */
+
+typedef struct {
+    int holder, depth;
+    uint64_t anc, cls, near, own;
+    int64_t parent, grand; /* element ids of the holder's parent and grandparent (-1: none) */
+} Ctx;
+
+typedef struct {
+    int kind; /* 0: inline, 1: block, 2: <a>, 3: img/wbr */
+    Ctx saved;
+    uint64_t anc, cls, own;
+    int64_t id;
+} Frame;
+
+typedef struct {
+    Buf text;        /* the open block's raw text */
+    Buf norm;        /* scratch for normalising it */
+    Buf rows;        /* int64 x N_FIELDS per block */
+    Buf elems;       /* int64 x 2 per entered element: non-whitespace chars, of which inside links */
+    PyObject *texts; /* list of str */
+    Py_ssize_t link_chars;
+    Ctx ctx;
+    const uint16_t *table; /* code point -> class bits (chars.char_table) */
+} Walk;
+
+/* Decode one UTF-8 character at s (advancing *len bytes); invalid bytes decode to U+FFFD, one each. */
+static uint32_t decode_utf8(const unsigned char *s, const unsigned char *end, int *len) {
+    unsigned char c = s[0];
+    int n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+    if (n == 0 || s + n > end) { *len = 1; return 0xFFFD; }
+    uint32_t cp = n == 1 ? c : n == 2 ? c & 0x1F : n == 3 ? c & 0x0F : c & 0x07;
+    for (int k = 1; k < n; k++) {
+        if ((s[k] & 0xC0) != 0x80) { *len = 1; return 0xFFFD; }
+        cp = (cp << 6) | (s[k] & 0x3F);
+    }
+    *len = n;
+    return cp > 0x10FFFF ? 0xFFFD : cp;
+}
+
+static int close_block(Walk *w) {
+    Py_ssize_t link = w->link_chars;
+    w->link_chars = 0;
+    if (!w->text.len) return 0;
+    const unsigned char *s = (const unsigned char *)w->text.data, *end = s + w->text.len;
+    w->norm.len = 0;
+    int pending_space = 0, candidate = 0; /* candidate: the last character may end a sentence */
+    int64_t m[N_MEASURES] = {0};          /* chars, words, counted classes, sentence ends, ends terminal */
+    uint16_t cls = 0;
+    while (s < end) {
+        int n = space_len(s, end);
+        if (n) { s += n; pending_space = w->norm.len > 0; continue; }
+        const unsigned char *start = s;
+        if (pending_space) {
+            if (buf_add(&w->norm, " ", 1) < 0) return -1;
+            m[0]++;
+            m[1]++;
+            m[8] += candidate; /* followed by a space */
+            candidate = 0;
+            pending_space = 0;
+        }
+        while (s < end && !space_len(s, end)) {
+            int len;
+            uint32_t cp = decode_utf8(s, end, &len);
+            s += len;
+            cls = w->table[cp];
+            m[0]++;
+            for (int k = 0; k < N_COUNTED; k++) m[2 + k] += (cls & bit_counted[k]) != 0;
+            candidate = 0;
+            if (cls & bit_sentence) {
+                if (cp > 0x3000) m[8]++;
+                else candidate = 1;
+            }
+        }
+        if (buf_add(&w->norm, (const char *)start, s - start) < 0) return -1;
+    }
+    w->text.len = 0;
+    if (!w->norm.len) return 0;
+    m[1]++;             /* words: spaces + 1 */
+    m[8] += candidate;  /* followed by the block's end */
+    m[9] = (cls & bit_terminal) != 0;
+    PyObject *str = PyUnicode_DecodeUTF8(w->norm.data, w->norm.len, "replace");
+    if (!str) return -1;
+    int rc = PyList_Append(w->texts, str);
+    Py_DECREF(str);
+    if (rc < 0) return -1;
+    /* the container columns hold element ids until the walk ends and their totals are known */
+    int64_t row[N_FIELDS] = {w->ctx.holder, (int64_t)w->ctx.anc, (int64_t)w->ctx.cls, (int64_t)w->ctx.near,
+                             (int64_t)w->ctx.own, w->ctx.depth, link < m[0] ? link : m[0],
+                             w->ctx.parent, 0, w->ctx.grand, 0, w->ctx.parent};
+    memcpy(row + N_WALK, m, sizeof m);
+    return buf_add(&w->rows, (const char *)row, sizeof row);
+}
+
+/* The concept bits of one attribute value (-1 with an exception set on failure). */
+static int attr_bits(const char *v, uint64_t *bits) {
+    size_t n = strlen(v);
+    if (n > ATTR_BYTES) n = ATTR_BYTES;
+    uint64_t h = 14695981039346656037ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)v[i]) * 1099511628211ull;
+    CacheEntry *e = &cache[h & (CACHE_SIZE - 1)];
+    if (!(e->used && e->hash == h)) {
+        PyObject *key = PyBytes_FromStringAndSize(v, (Py_ssize_t)n);
+        if (!key) return -1;
+        PyObject *val = PyObject_CallOneArg(classify_attr, key);
+        Py_DECREF(key);
+        if (!val) return -1;
+        unsigned long long b = PyLong_AsUnsignedLongLongMask(val);
+        Py_DECREF(val);
+        if (b == (unsigned long long)-1 && PyErr_Occurred()) return -1;
+        e->hash = h; /* a different value in the same slot is replaced: the cache stays bounded */
+        e->bits = b;
+        e->used = 1;
+    }
+    *bits |= e->bits;
+    return 0;
+}
+
+/* The concept bits of an element's class and id values. */
+static int element_bits(xmlNode *node, uint64_t *bits) {
+    *bits = 0;
+    for (xmlAttr *a = node->properties; a; a = a->next) {
+        if (!a->name || !a->children || !a->children->content || !a->children->content[0]) continue;
+        if (strcmp((const char *)a->name, "class") != 0 && strcmp((const char *)a->name, "id") != 0) continue;
+        if (attr_bits((const char *)a->children->content, bits) < 0) return -1;
+    }
+    return 0;
+}
+
+/* Add a text node's content to the open block and to the totals of the element holding it. */
+static int add_text(Walk *w, const xmlChar *content, int links_open, int64_t holder_id) {
+    if (!content) return 0;
+    Py_ssize_t n = (Py_ssize_t)strlen((const char *)content);
+    Py_ssize_t visible = nonspace_chars(content, n);
+    int64_t *totals = (int64_t *)w->elems.data + 2 * holder_id;
+    totals[0] += visible;
+    if (links_open) {
+        w->link_chars += visible;
+        totals[1] += visible;
+    }
+    return buf_add(&w->text, (const char *)content, n);
+}
+
+static PyObject *walk(PyObject *self, PyObject *args) {
+    PyObject *arg;
+    Py_buffer table;
+    if (!PyArg_ParseTuple(args, "Oy*", &arg, &table)) return NULL;
+    if (!configured || !PyObject_TypeCheck(arg, element_type) || table.len != 0x110000 * 2) {
+        PyErr_SetString(configured ? PyExc_TypeError : PyExc_RuntimeError,
+                        configured ? "walk(element, table): an lxml element and a uint16 table of 0x110000"
+                                   : "_walk.configure() was not called");
+        PyBuffer_Release(&table);
+        return NULL;
+    }
+    xmlNode *root = ((LxmlElement *)arg)->c_node;
+    Walk w;
+    memset(&w, 0, sizeof w);
+    w.table = (const uint16_t *)table.buf;
+    w.texts = PyList_New(0);
+    if (!w.texts) { PyBuffer_Release(&table); return NULL; }
+    TagEntry *body = tag_slot("body", 0);
+    w.ctx.holder = body ? body->holder : -1;
+    w.ctx.parent = w.ctx.grand = -1;
+    Frame *stack = NULL;
+    Py_ssize_t top = 0, cap = 0;
+    uint64_t anc = 0, cls = 0;
+    int depth = 0, links_open = 0, failed = 0;
+    xmlNode *node = root;
+    while (node && !failed) {
+        int descend = 0;
+        if (node->type == XML_ELEMENT_NODE) {
+            const char *name = node->name ? (const char *)node->name : "";
+            TagEntry *e = tag_slot(name, 0);
+            if (!(e && (e->flags & F_SKIP))) {
+                uint64_t own = 0;
+                if (node != root && element_bits(node, &own) < 0) { failed = 1; break; }
+                if (top == cap) {
+                    cap = cap ? cap * 2 : 64;
+                    Frame *p = PyMem_Realloc(stack, cap * sizeof(Frame));
+                    if (!p) { failed = 1; PyErr_NoMemory(); break; }
+                    stack = p;
+                }
+                Frame *f = &stack[top++];
+                int block = e && (e->flags & F_BLOCK);
+                f->kind = block ? 1 : strcmp(name, "a") == 0 ? 2
+                          : (strcmp(name, "img") == 0 || strcmp(name, "wbr") == 0) ? 3 : 0;
+                f->saved = w.ctx;
+                f->anc = anc;
+                f->cls = cls;
+                f->own = own;
+                f->id = (int64_t)(w.elems.len / (2 * sizeof(int64_t)));
+                int64_t zero[2] = {0, 0};
+                if (buf_add(&w.elems, (const char *)zero, sizeof zero) < 0) { failed = 1; break; }
+                anc |= e ? e->ancestor_bit : 0;
+                cls |= own;
+                depth++;
+                if (block) {
+                    if (close_block(&w) < 0) { failed = 1; break; }
+                    w.ctx.holder = e->holder;
+                    w.ctx.anc = anc;
+                    w.ctx.cls = cls;
+                    w.ctx.near = 0;
+                    for (Py_ssize_t k = top - 1; k >= 0 && k >= top - NEAR_LEVELS; k--) w.ctx.near |= stack[k].own;
+                    w.ctx.own = own;
+                    w.ctx.depth = depth;
+                    w.ctx.parent = top >= 2 ? stack[top - 2].id : -1;
+                    w.ctx.grand = top >= 3 ? stack[top - 3].id : -1;
+                } else if (f->kind == 2) {
+                    links_open++;
+                }
+                descend = 1;
+            }
+        } else if (node->type == XML_TEXT_NODE || node->type == XML_CDATA_SECTION_NODE) {
+            if (add_text(&w, node->content, links_open, stack[top - 1].id) < 0) { failed = 1; break; }
+        }
+        if (descend && node->children) { node = node->children; continue; }
+        /* leave: this element if it was entered, then every parent whose last child this was */
+        for (;;) {
+            if (descend) {
+                Frame *f = &stack[--top];
+                if (top > 0) { /* an element's text counts in its parent's too */
+                    int64_t *mine = (int64_t *)w.elems.data + 2 * f->id;
+                    int64_t *up = (int64_t *)w.elems.data + 2 * stack[top - 1].id;
+                    up[0] += mine[0];
+                    up[1] += mine[1];
+                }
+                anc = f->anc;
+                cls = f->cls;
+                depth--;
+                if (f->kind == 1) {
+                    if (close_block(&w) < 0) { failed = 1; break; }
+                    w.ctx = f->saved;
+                } else if (f->kind == 2) {
+                    links_open--;
+                } else if (f->kind == 3) {
+                    if (buf_add(&w.text, " ", 1) < 0) { failed = 1; break; }
+                }
+            }
+            if (node == root) { node = NULL; break; }
+            if (node->next) { node = node->next; break; }
+            node = node->parent;
+            descend = 1; /* a parent reached from its last child was entered */
+        }
+    }
+    if (!failed && close_block(&w) < 0) failed = 1;
+    if (!failed) { /* container ids -> container totals */
+        int64_t *rows = (int64_t *)w.rows.data, *elems = (int64_t *)w.elems.data;
+        Py_ssize_t n_rows = w.rows.len / (N_FIELDS * sizeof(int64_t));
+        for (Py_ssize_t i = 0; i < n_rows; i++) {
+            int64_t *row = rows + i * N_FIELDS;
+            for (int k = 7; k <= 9; k += 2) {
+                int64_t id = row[k];
+                row[k] = id >= 0 ? elems[2 * id] : 0;
+                row[k + 1] = id >= 0 ? elems[2 * id + 1] : 0;
+            }
+        }
+    }
+    PyBuffer_Release(&table);
+    PyMem_Free(stack);
+    PyMem_Free(w.elems.data);
+    PyMem_Free(w.text.data);
+    PyMem_Free(w.norm.data);
+    PyObject *result = NULL;
+    if (!failed) {
+        PyObject *rows = PyBytes_FromStringAndSize(w.rows.data ? w.rows.data : "", w.rows.len);
+        if (rows) result = Py_BuildValue("(NN)", w.texts, rows);
+        else Py_DECREF(w.texts);
+    } else {
+        Py_DECREF(w.texts);
+    }
+    PyMem_Free(w.rows.data);
+    return result;
+}
+
+/* configure(element_type, skip_tags, block_tags, ancestor_tags, holder_tags, classify_attr, char_bits)
+ * char_bits: (sentence end, terminal, *counted) class bits of chars.py */
+static PyObject *configure(PyObject *self, PyObject *args) {
+    PyObject *etype, *skip, *block, *ancestor, *holder, *classify;
+    unsigned short b[2 + N_COUNTED];
+    if (!PyArg_ParseTuple(args, "O!OOOOO(HHHHHHHH)", &PyType_Type, &etype, &skip, &block, &ancestor, &holder,
+                          &classify, &b[0], &b[1], &b[2], &b[3], &b[4], &b[5], &b[6], &b[7]))
+        return NULL;
+    bit_sentence = b[0];
+    bit_terminal = b[1];
+    for (int k = 0; k < N_COUNTED; k++) bit_counted[k] = b[2 + k];
+    memset(cache, 0, sizeof cache);
+    memset(tags, 0, sizeof tags);
+    PyObject *lists[4] = {skip, block, ancestor, holder};
+    for (int which = 0; which < 4; which++) {
+        PyObject *seq = PySequence_Fast(lists[which], "tag lists must be sequences of str");
+        if (!seq) return NULL;
+        Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+        if (which == 2 && n > 64) { Py_DECREF(seq); PyErr_SetString(PyExc_ValueError, "over 64 ancestor tags"); return NULL; }
+        for (Py_ssize_t i = 0; i < n; i++) {
+            const char *name = PyUnicode_AsUTF8(PySequence_Fast_GET_ITEM(seq, i));
+            TagEntry *e = name ? tag_slot(name, 1) : NULL;
+            if (!e) {
+                Py_DECREF(seq);
+                if (!PyErr_Occurred()) PyErr_Format(PyExc_ValueError, "tag name too long: %s", name);
+                return NULL;
+            }
+            if (which == 0) e->flags |= F_SKIP;
+            else if (which == 1) e->flags |= F_BLOCK;
+            else if (which == 2) e->ancestor_bit = (uint64_t)1 << i;
+            else e->holder = (int)i;
+        }
+        Py_DECREF(seq);
+    }
+    if (!PyCallable_Check(classify)) { PyErr_SetString(PyExc_TypeError, "classify_attr must be callable"); return NULL; }
+    Py_XSETREF(classify_attr, Py_NewRef(classify));
+    Py_XSETREF(element_type, (PyTypeObject *)Py_NewRef(etype));
+    configured = 1;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"walk", walk, METH_VARARGS, "walk(body, table) -> (texts, rows): the page's blocks (see blocks.walk_reference)."},
+    {"configure", configure, METH_VARARGS, "Set the element type, the tag tables and the class/id classifier."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_walk", "The fast extractor's block walk in C.", -1, methods};
+
+PyMODINIT_FUNC PyInit__walk(void) { return PyModule_Create(&module); }
