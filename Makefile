@@ -1,4 +1,4 @@
-# cptcorpus: every target installs what it needs into .venv first (a fresh machine needs only python3.11 + make).
+# cptcorpus: every target installs what it needs into .venv first (a fresh machine needs python3.11, make and gcc).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv

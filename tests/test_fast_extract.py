@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from filters.stopwords import STOP_WORDS
 from pipelines.cli import main as cli_main
@@ -84,6 +86,23 @@ def test_the_c_walk_gives_the_reference_walks_blocks(html):
     assert fast.rows.tolist() == reference.rows.tolist()
 
 
+_TAG = st.sampled_from(["p", "div", "a", "li", "ul", "span", "script", "td", "tr", "table", "br", "img", "nav",
+                        "footer", "b", "h2", "pre", "article", "svg", "frame"])
+_ATTR = st.sampled_from(["", " class='post-content'", " id='main-nav'", " class='tag-x hentry'",
+                         " class='COMMENT-list footer'", " class", " id=''"])
+_TEXT = st.text(alphabet=st.sampled_from(list("ab .!?。中ไ\u00a0\t\n&<>;'\"") + ["\u3000", "\U0001F600"]),
+                max_size=12)
+
+
+@given(st.lists(st.tuples(st.booleans(), _TAG, _ATTR, _TEXT), max_size=60))
+@settings(max_examples=150, deadline=None)
+def test_the_c_walk_agrees_with_the_reference_on_generated_tag_soup(parts):
+    html = "<body>" + "".join(f"<{tag}{attr}>{text}" if opening else f"</{tag}>{text}"
+                              for opening, tag, attr, text in parts) + "</body>"
+    fast, reference = page_blocks(html, TABLE), page_blocks(html, TABLE, walker=walk_reference)
+    assert (fast.texts, fast.rows.tolist()) == (reference.texts, reference.rows.tolist())
+
+
 @pytest.mark.shared_data
 def test_the_c_walk_matches_the_reference_on_real_pages():
     from pipelines.fast_extract.train import iter_html
@@ -122,6 +141,22 @@ def test_without_the_c_walk_the_python_walk_gives_the_same_text_and_says_so(monk
         slow = FastExtractor(load_model(None))
     assert "C block walk is not built" in caplog.text
     assert slow(html) == expected
+
+
+def test_a_job_working_directory_without_build_products_still_finds_the_c_walk(tmp_path):
+    """`make submit` ships the source tree (Ray leaves out what .gitignore lists, *.so included), and
+    its `pipelines` shadows the installed one on the workers: the walk must come from the install."""
+    import shutil
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    shutil.copytree(repo / "pipelines", tmp_path / "pipelines", ignore=shutil.ignore_patterns("*.so", "__pycache__"))
+    shutil.copytree(repo / "filters", tmp_path / "filters", ignore=shutil.ignore_patterns("*.so", "__pycache__"))
+    probe = ("import os, pipelines, pipelines.fast_extract.blocks as b; "
+             "print(os.path.abspath(pipelines.__file__).startswith(os.getcwd()), b._walk is not None)")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "True"], out.stdout + out.stderr
 
 
 def test_short_blocks_are_labelled_only_where_the_teacher_text_has_got_to():

@@ -126,6 +126,10 @@ def test_installed_wheel_carries_its_data_and_filters_with_the_pt_preset(tmp_pat
     where = subprocess.run([str(venv / "bin" / "python"), "-c", "import filters; print(filters.__file__)"],
                            cwd=work, env=_clean_env(), check=True, capture_output=True, text=True).stdout
     assert where.startswith(str(venv)), f"filters imported from {where}, not from the installed wheel"
+    walk = subprocess.run([str(venv / "bin" / "python"), "-c",
+                           "import pipelines.fast_extract.blocks as b; print(b._walk.__file__)"],
+                          cwd=work, env=_clean_env(), check=True, capture_output=True, text=True).stdout
+    assert walk.startswith(str(venv)), f"the fast extractor's C walk is not in the wheel ({walk})"
     pq.write_table(pa.table({"id": ["good", "dup", "punct"], "text": texts,
                              "lang": ["pt"] * 3, "url": [None] * 3}), work / "docs.parquet")
 

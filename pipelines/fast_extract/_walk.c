@@ -466,6 +466,6 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_walk", "The fast extractor's block walk in C.", -1, methods};
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "cptcorpus_walk", "The fast extractor's block walk in C.", -1, methods};
 
-PyMODINIT_FUNC PyInit__walk(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit_cptcorpus_walk(void) { return PyModule_Create(&module); }

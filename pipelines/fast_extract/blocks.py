@@ -148,7 +148,7 @@ def concept_bits(value: bytes) -> int:
 
 
 try:
-    from pipelines.fast_extract import _walk
+    import cptcorpus_walk as _walk  # built from _walk.c by setup.py (a top-level module: see there)
     _walk.configure(etree._Element, sorted(SKIP_TAGS), sorted(BLOCK_TAGS), ANCESTOR_TAGS, HOLDER_TAGS,
                     concept_bits, (SENTENCE_END, TERMINAL, *COUNTED))
 except ImportError:  # a source tree that was never built: the same blocks, about 1 ms a page slower
