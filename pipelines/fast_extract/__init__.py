@@ -2,9 +2,9 @@
 
 Cut the page into text blocks and count their characters (``blocks``, walked in C by ``_walk.c``;
 ``chars``), describe each block with cheap numbers (``features``), keep the blocks a small numpy
-model says trafilatura ``favor_precision`` would keep (``model``), join them one per line. The model is trained by ``train`` (``cptcorpus train-extractor``) on WARCs
-labelled by trafilatura itself, so no hand labels are needed and users can retrain on their own
-language's pages.
+model says trafilatura ``favor_precision`` would keep (``model``), join them one per line. The model
+is trained by ``train`` (``cptcorpus train-extractor``) on WARCs labelled by trafilatura itself, so
+no hand labels are needed and users can retrain on their own language's pages.
 """
 
 from __future__ import annotations

@@ -23,7 +23,9 @@ MEASURES = ("chars", "words", "digits", "punctuation", "uppercase", "separators"
             "sentence_ends", "ends_terminal")
 
 _UPPER_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZÀÁÂÃÄÅÆÇÈÉÊËÌÍÎÏÑÒÓÔÕÖØÙÚÛÜÝАБВГДЕЁЖЗИЙКЛМНОПРСТУФХЦЧШЩЭЮЯ"
-_NO_SPACE_RANGES = ((0x0E00, 0x0FFF), (0x1000, 0x109F), (0x1780, 0x17FF), (0x3040, 0x30FF), (0x3400, 0x4DBF),
+#: Scripts written without spaces between words (Thai, Tibetan, Myanmar, Khmer, kana, CJK): counted
+#: here per character, and tokenised per character for labels and agreement (``train``).
+NO_SPACE_RANGES = ((0x0E00, 0x0FFF), (0x1000, 0x109F), (0x1780, 0x17FF), (0x3040, 0x30FF), (0x3400, 0x4DBF),
                     (0x4E00, 0x9FFF))
 
 
@@ -33,7 +35,7 @@ def _base_table() -> np.ndarray:
                        (".!?。！？।", SENTENCE_END), (" \t\n\xa0", SPACE),
                        (list(TERMINAL_PUNCTUATION) + ['"', "”", "»", ")"], TERMINAL)):
         table[[ord(c) for c in chars if len(c) == 1]] |= bit
-    for lo, hi in _NO_SPACE_RANGES:
+    for lo, hi in NO_SPACE_RANGES:
         table[lo:hi + 1] |= NO_SPACE
     return table
 

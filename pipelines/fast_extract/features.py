@@ -2,8 +2,9 @@
 
 Character counts come with the blocks (``chars``, counted by the C walk); what is left here is one
 numpy pass per page, never a Python loop per block or character. Stop-word ratios use the stop
-words of the languages the model was trained for (all of ``filters.stopwords`` by default): word-based for languages written with spaces, character-based
-(the single-character stop words of zh/ja) for scripts without them. The extractor runs before
+words of the languages the model was trained for (all of ``filters.stopwords`` by default):
+word-based for languages written with spaces, character-based (the single-character stop words of
+zh/ja) for scripts without them. The extractor runs before
 language ID, so it cannot pick one language's list per page.
 """
 
@@ -27,7 +28,7 @@ def stopword_ratio(texts: list[str], words: np.ndarray, stop_words: frozenset[st
 
 #: The class/id concept columns (all ancestors, nearest, own, page): the last columns of the matrix.
 CLASS_COLUMNS = 4 * len(CONCEPTS)
-N_DENSE = 17 + 8 + 2 + 2 * len(NEIGHBOUR_OFFSETS)
+N_DENSE = 17 + 8 + 2 + 2 * len(NEIGHBOUR_OFFSETS)  # the block's own, its container, the page, its neighbours
 #: Which of the 4 x 64 unpacked bits of (ancestors, classes, near, own) are feature columns.
 _BIT_COLUMNS = np.concatenate([np.arange(len(ANCESTOR_TAGS))] + [64 * k + np.arange(len(CONCEPTS)) for k in (1, 2, 3)])
 _MASK_FIELDS = [ROW_FIELDS.index(f) for f in ("ancestors", "classes", "near_classes", "own_classes")]
@@ -114,7 +115,7 @@ def neighbour_context(prob: np.ndarray, blocks: Blocks) -> np.ndarray:
         idx = np.arange(n) + 5
         cols.append((csum[idx + half + 1] - csum[idx - half]) / (2 * half + 1))
     cols.append(np.full(n, prob.mean() if n else 0.0))
-    chars = np.fromiter(map(len, blocks.texts), np.float64, n)
+    chars = blocks.column("chars").astype(np.float64)  # counted by the walk (chars.MEASURES)
     cols.append(np.full(n, (prob * chars).sum() / chars.sum() if n else 0.0))
     _, box = np.unique(blocks.column("parent_id"), return_inverse=True)
     box_chars = np.bincount(box, weights=chars)[box] - chars

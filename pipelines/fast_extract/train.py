@@ -24,13 +24,13 @@ from filters.stopwords import STOP_WORDS
 from pipelines.config import ExtractConfig
 from pipelines.fast_extract import FastExtractor
 from pipelines.fast_extract.blocks import Blocks, page_blocks
-from pipelines.fast_extract.chars import char_table
+from pipelines.fast_extract.chars import NO_SPACE_RANGES, char_table
 from pipelines.fast_extract.features import CLASS_COLUMNS, block_features, neighbour_context
 from pipelines.fast_extract.model import BlockModel, Mlp
 
 # Tokens for labels and agreement: runs of word characters, and single characters of scripts
 # written without spaces (so zh/ja/th are compared character by character).
-_NO_SPACE = "\u0E00-\u0FFF\u1000-\u109F\u1780-\u17FF\u3040-\u30FF\u3400-\u4DBF\u4E00-\u9FFF"
+_NO_SPACE = "".join(f"{chr(lo)}-{chr(hi)}" for lo, hi in NO_SPACE_RANGES)
 _TOKEN = re.compile(f"[{_NO_SPACE}]|[^\\W{_NO_SPACE}]+")
 STOP_LANGS = tuple(sorted(STOP_WORDS))  # default: stop words of every language we have
 BIG_SITE_PAGES = 20  # sites with more pages than this are split by page, not as a whole
