@@ -6,6 +6,7 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
@@ -18,6 +19,12 @@ from pipelines.extract import ExtractStage
 from pipelines.fast_extract import FastExtractor, load_model
 from pipelines.fast_extract.blocks import CONCEPTS, _walk, concept_bits, page_blocks, walk_reference
 from pipelines.fast_extract.chars import char_table
+from pipelines.fast_extract.features import (
+    block_features,
+    block_features_reference,
+    neighbour_context,
+    neighbour_context_reference,
+)
 from pipelines.fast_extract.model import FEATURE_VERSION, ModelFileError
 from pipelines.fast_extract.train import agreement, distill_labels, report_path
 from tests.conftest import SHARED_WARC, WarcBuilder
@@ -60,7 +67,7 @@ def test_blocks_follow_block_elements_and_count_link_text():
     assert blocks.bits("classes")[0] != 0 and blocks.bits("classes")[1] == 0  # "nav" on the first block only
 
 
-_, TABLE = char_table(sorted(STOP_WORDS))  # every class, the zh/ja stop characters included
+STOPS, TABLE = char_table(sorted(STOP_WORDS))  # every class, the zh/ja stop characters included
 PARITY_PAGES = [
     news_page(ARTICLE),
     "<body><div id='Main-Content' class='x'>a<p>b<a href=#>c <img>d</a>e</p>f<br>g<wbr>h</div></body>",
@@ -74,7 +81,20 @@ PARITY_PAGES = [
     "<body></body>after the body",
     "<p>" + "x" * 100_000 + "</p>",
     "<body><p>\udcff lone surrogate and &amp; &lt;entities&gt; &#x1F600;</p><![CDATA[c]]></body>",
+    # stop words in any case: ASCII, Latin-1 (lowered in C) and Cyrillic (lowered by str.lower)
+    "<body><p>DER Hund UND die Katze FÜR Ärger</p><p>ОН И ОНА в доме</p><p>The END. the end</p>"
+    "<p>x</p><p>x</p><div>a<div>b</div>c</div></body>",
 ]
+
+
+def assert_same_features(blocks) -> None:
+    """The C features and context equal their numpy specifications (the context to rounding: two of
+    its means are summed in another order)."""
+    assert np.array_equal(block_features(blocks, STOPS), block_features_reference(blocks, STOPS))
+    prob = np.random.default_rng(len(blocks.texts)).random(len(blocks.texts))
+    if blocks.texts:
+        np.testing.assert_allclose(neighbour_context(prob, blocks), neighbour_context_reference(prob, blocks),
+                                   rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize("html", PARITY_PAGES, ids=range(len(PARITY_PAGES)))
@@ -84,6 +104,7 @@ def test_the_c_walk_gives_the_reference_walks_blocks(html):
     fast, reference = page_blocks(html, TABLE), page_blocks(html, TABLE, walker=walk_reference)
     assert fast.texts == reference.texts
     assert fast.rows.tolist() == reference.rows.tolist()
+    assert_same_features(fast)
 
 
 _TAG = st.sampled_from(["p", "div", "a", "li", "ul", "span", "script", "td", "tr", "table", "br", "img", "nav",
@@ -101,6 +122,7 @@ def test_the_c_walk_agrees_with_the_reference_on_generated_tag_soup(parts):
                               for opening, tag, attr, text in parts) + "</body>"
     fast, reference = page_blocks(html, TABLE), page_blocks(html, TABLE, walker=walk_reference)
     assert (fast.texts, fast.rows.tolist()) == (reference.texts, reference.rows.tolist())
+    assert_same_features(fast)
 
 
 @pytest.mark.shared_data
@@ -114,6 +136,7 @@ def test_the_c_walk_matches_the_reference_on_real_pages():
     for _, html, _ in iter_html(paths):
         fast, reference = page_blocks(html, TABLE), page_blocks(html, TABLE, walker=walk_reference)
         assert (fast.texts, fast.rows.tolist()) == (reference.texts, reference.rows.tolist())
+        assert_same_features(fast)
         pages += 1
     assert pages > 100
 

@@ -27,6 +27,7 @@
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+#include <math.h>
 #include <libxml/tree.h>
 
 typedef struct {
@@ -419,6 +420,349 @@ static PyObject *walk(PyObject *self, PyObject *args) {
     return result;
 }
 
+/* ---- block features (features.block_features_reference is the specification) ---------------- */
+
+/* The stop words of the languages the model reads, in an open-addressing table keyed by a 64-bit
+ * FNV-1a hash of their code points; a hit is confirmed by comparing the code points, so the count
+ * is exact. Built once per model (stop_table()), handed to features() as a capsule. */
+typedef struct {
+    Py_ssize_t size; /* a power of two, at least twice the words */
+    uint64_t *hashes;
+    PyObject **words; /* borrowed from `owner`; NULL: an empty slot */
+    PyObject *owner;  /* a list holding the words */
+} StopTable;
+
+static uint64_t span_hash(int kind, const void *data, Py_ssize_t start, Py_ssize_t end) {
+    uint64_t h = 14695981039346656037ull;
+    for (Py_ssize_t i = start; i < end; i++) h = (h ^ PyUnicode_READ(kind, data, i)) * 1099511628211ull;
+    return h;
+}
+
+static void stop_table_free(PyObject *capsule) {
+    StopTable *t = PyCapsule_GetPointer(capsule, "cptcorpus_walk.StopTable");
+    if (!t) return;
+    PyMem_Free(t->hashes);
+    PyMem_Free(t->words);
+    Py_XDECREF(t->owner);
+    PyMem_Free(t);
+}
+
+/* stop_table(words) -> capsule: words is an iterable of lowercase str. */
+static PyObject *stop_table(PyObject *self, PyObject *arg) {
+    PyObject *owner = PySequence_List(arg);
+    if (!owner) return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(owner), size = 16;
+    while (size < 2 * n) size *= 2;
+    StopTable *t = PyMem_Calloc(1, sizeof(StopTable));
+    if (t) {
+        t->hashes = PyMem_Calloc(size, sizeof(uint64_t));
+        t->words = PyMem_Calloc(size, sizeof(PyObject *));
+    }
+    if (!t || !t->hashes || !t->words) {
+        if (t) { PyMem_Free(t->hashes); PyMem_Free(t->words); PyMem_Free(t); }
+        Py_DECREF(owner);
+        return PyErr_NoMemory();
+    }
+    t->size = size;
+    t->owner = owner;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *w = PyList_GET_ITEM(owner, i);
+        if (!PyUnicode_Check(w)) {
+            PyErr_SetString(PyExc_TypeError, "stop_table: words must be str");
+            Py_DECREF(owner); PyMem_Free(t->hashes); PyMem_Free(t->words); PyMem_Free(t);
+            return NULL;
+        }
+        uint64_t h = span_hash(PyUnicode_KIND(w), PyUnicode_DATA(w), 0, PyUnicode_GET_LENGTH(w));
+        Py_ssize_t j = (Py_ssize_t)(h & (uint64_t)(size - 1));
+        while (t->words[j] && PyUnicode_Compare(t->words[j], w) != 0) j = (j + 1) & (size - 1);
+        t->hashes[j] = h;
+        t->words[j] = w;
+    }
+    PyObject *capsule = PyCapsule_New(t, "cptcorpus_walk.StopTable", stop_table_free);
+    if (!capsule) { Py_DECREF(owner); PyMem_Free(t->hashes); PyMem_Free(t->words); PyMem_Free(t); }
+    return capsule;
+}
+
+static int is_stop(const StopTable *t, int kind, const void *data, Py_ssize_t start, Py_ssize_t end) {
+    uint64_t h = span_hash(kind, data, start, end);
+    for (Py_ssize_t j = (Py_ssize_t)(h & (uint64_t)(t->size - 1)); t->words[j]; j = (j + 1) & (t->size - 1)) {
+        PyObject *w = t->words[j];
+        if (t->hashes[j] != h || PyUnicode_GET_LENGTH(w) != end - start) continue;
+        int wkind = PyUnicode_KIND(w);
+        const void *wdata = PyUnicode_DATA(w);
+        Py_ssize_t i = 0;
+        while (i < end - start && PyUnicode_READ(wkind, wdata, i) == PyUnicode_READ(kind, data, start + i)) i++;
+        if (i == end - start) return 1;
+    }
+    return 0;
+}
+
+/* How many of a block's single-space separated tokens, lowercased as str.lower() does, are stop
+ * words (-1 with an exception set). Text within Latin-1 is lowered here (there str.lower() maps
+ * exactly A-Z and U+00C0-U+00DE but U+00D7, each 32 code points up); other text by str.lower(). */
+static Py_ssize_t stop_count(const StopTable *t, PyObject *text, unsigned char *scratch) {
+    PyObject *low = NULL;
+    const void *data;
+    int kind;
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+    if (PyUnicode_KIND(text) == PyUnicode_1BYTE_KIND) {
+        const unsigned char *s = (const unsigned char *)PyUnicode_DATA(text);
+        for (Py_ssize_t i = 0; i < n; i++) {
+            unsigned char c = s[i];
+            scratch[i] = ((c >= 'A' && c <= 'Z') || (c >= 0xC0 && c <= 0xDE && c != 0xD7)) ? (unsigned char)(c + 32) : c;
+        }
+        data = scratch;
+        kind = PyUnicode_1BYTE_KIND;
+    } else {
+        static PyObject *lower_name = NULL;
+        if (!lower_name && !(lower_name = PyUnicode_InternFromString("lower"))) return -1;
+        if (!(low = PyObject_CallMethodNoArgs(text, lower_name))) return -1;
+        data = PyUnicode_DATA(low);
+        kind = PyUnicode_KIND(low);
+        n = PyUnicode_GET_LENGTH(low);
+    }
+    Py_ssize_t count = 0, start = 0;
+    for (Py_ssize_t i = 0; i <= n; i++) {
+        if (i < n && PyUnicode_READ(kind, data, i) != ' ') continue;
+        count += is_stop(t, kind, data, start, i);
+        start = i + 1;
+    }
+    Py_XDECREF(low);
+    return count;
+}
+
+/* The slot of each key in an open-addressing table of the distinct keys: equal keys, equal slots
+ * (*size: the table's size, what per-slot sums need). NULL with an exception set. */
+static Py_ssize_t *key_slots(const int64_t *keys, Py_ssize_t n, Py_ssize_t *size) {
+    Py_ssize_t cap = 16;
+    while (cap < 2 * n) cap *= 2;
+    int64_t *slot_key = PyMem_Malloc(cap * sizeof(int64_t));
+    char *used = PyMem_Calloc(cap, 1);
+    Py_ssize_t *where = PyMem_Malloc((n ? n : 1) * sizeof(Py_ssize_t));
+    if (!slot_key || !used || !where) {
+        PyMem_Free(slot_key); PyMem_Free(used); PyMem_Free(where);
+        PyErr_NoMemory();
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        uint64_t h = (uint64_t)keys[i] * 0x9E3779B97F4A7C15ull;
+        Py_ssize_t j = (Py_ssize_t)((h >> 17) & (uint64_t)(cap - 1));
+        while (used[j] && slot_key[j] != keys[i]) j = (j + 1) & (cap - 1);
+        slot_key[j] = keys[i];
+        used[j] = 1;
+        where[i] = j;
+    }
+    PyMem_Free(slot_key);
+    PyMem_Free(used);
+    *size = cap;
+    return where;
+}
+
+/* How many times each key occurs among `keys` (counts[i] for keys[i]). */
+static int key_counts(const int64_t *keys, Py_ssize_t n, int64_t *counts) {
+    Py_ssize_t size;
+    Py_ssize_t *where = key_slots(keys, n, &size);
+    int64_t *per_slot = where ? PyMem_Calloc(size, sizeof(int64_t)) : NULL;
+    if (!per_slot) {
+        PyMem_Free(where);
+        if (!PyErr_Occurred()) PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) per_slot[where[i]]++;
+    for (Py_ssize_t i = 0; i < n; i++) counts[i] = per_slot[where[i]];
+    PyMem_Free(per_slot);
+    PyMem_Free(where);
+    return 0;
+}
+
+#define N_DENSE 39
+static const int NEIGHBOURS[6] = {-3, -2, -1, 1, 2, 3};
+
+static void fill_bits(float *x, uint64_t bits, int width) {
+    for (int b = 0; b < width; b++) x[b] = (float)((bits >> b) & 1);
+}
+
+/* features(texts, rows, page_classes, stop_table, out, (n_dense, n_holder, n_ancestor, n_concepts)):
+ * fill `out` (float32, len(texts) x width) with features.block_features_reference's matrix. */
+static PyObject *features(PyObject *self, PyObject *args) {
+    PyObject *texts, *capsule;
+    Py_buffer rows_buf, out_buf;
+    unsigned long long page_classes;
+    int n_dense, n_holder, n_anc, n_con;
+    if (!PyArg_ParseTuple(args, "O!y*KOw*(iiii)", &PyList_Type, &texts, &rows_buf, &page_classes, &capsule, &out_buf,
+                          &n_dense, &n_holder, &n_anc, &n_con))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(texts), width = N_DENSE + n_holder + n_anc + 4 * (Py_ssize_t)n_con;
+    const StopTable *stops = PyCapsule_GetPointer(capsule, "cptcorpus_walk.StopTable");
+    PyObject *result = NULL;
+    double *dbl = NULL;
+    int64_t *ints = NULL;
+    unsigned char *scratch = NULL;
+    if (!stops) goto done;
+    if (n_dense != N_DENSE || n_holder < 1 || n_anc > 64 || n_con > 64 || n_anc < 0 || n_con < 0
+        || rows_buf.len != n * N_FIELDS * (Py_ssize_t)sizeof(int64_t)
+        || out_buf.len != n * width * (Py_ssize_t)sizeof(float)) {
+        PyErr_SetString(PyExc_ValueError, "features(): rows, out or the layout do not match the walk's");
+        goto done;
+    }
+    const int64_t *rows = (const int64_t *)rows_buf.buf;
+    float *out = (float *)out_buf.buf;
+    Py_ssize_t longest = 1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *t = PyList_GET_ITEM(texts, i);
+        if (!PyUnicode_Check(t)) { PyErr_SetString(PyExc_TypeError, "features(): texts must be str"); goto done; }
+        if (PyUnicode_GET_LENGTH(t) > longest) longest = PyUnicode_GET_LENGTH(t);
+    }
+    dbl = PyMem_Malloc(3 * (n ? n : 1) * sizeof(double));
+    ints = PyMem_Malloc(4 * (n ? n : 1) * sizeof(int64_t));
+    scratch = PyMem_Malloc(longest);
+    if (!dbl || !ints || !scratch) { PyErr_NoMemory(); goto done; }
+    double *chars = dbl, *log_chars = dbl + n, *link = dbl + 2 * n;
+    int64_t *keys = ints, *dups = ints + n, *parents = ints + 2 * n, *siblings = ints + 3 * n;
+    double total = 0.0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const int64_t *r = rows + i * N_FIELDS, *m = r + N_WALK;
+        chars[i] = m[0] > 1 ? (double)m[0] : 1.0;
+        total += chars[i];
+        log_chars[i] = log1p((double)m[0]);
+        link[i] = (double)r[6] / chars[i];
+        Py_hash_t h = PyObject_Hash(PyList_GET_ITEM(texts, i));
+        if (h == -1) goto done;
+        keys[i] = (int64_t)h;
+        parents[i] = r[11];
+    }
+    if (key_counts(keys, n, dups) < 0 || key_counts(parents, n, siblings) < 0) goto done;
+    double cumulative = 0.0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const int64_t *r = rows + i * N_FIELDS, *m = r + N_WALK;
+        float *x = out + i * width;
+        memset(x, 0, width * sizeof(float));
+        double c = chars[i], words = m[1] > 1 ? (double)m[1] : 1.0;
+        Py_ssize_t stop = stop_count(stops, PyList_GET_ITEM(texts, i), scratch);
+        if (stop < 0) goto done;
+        cumulative += c;
+        x[0] = (float)log_chars[i];
+        x[1] = (float)log1p((double)m[1]);
+        x[2] = (float)link[i];
+        for (int k = 0; k < 3; k++) x[3 + k] = (float)((double)m[2 + k] / c); /* digits, punctuation, uppercase */
+        x[6] = (float)((double)m[5] / words);
+        x[7] = (float)((double)m[6] / c);
+        x[8] = (float)((double)stop / (double)m[1]);
+        x[9] = (float)((double)m[7] / c);
+        x[10] = (float)log1p((double)m[8]);
+        x[11] = (float)m[9];
+        x[12] = (float)((double)(r[5] < 64 ? r[5] : 64) / 64.0);
+        x[13] = (float)((double)i / (double)(n - 1 > 1 ? n - 1 : 1));
+        x[14] = (float)((cumulative - c / 2.0) / total);
+        x[15] = (float)(c / total);
+        x[16] = dups[i] > 1;
+        for (int k = 0; k < 2; k++) { /* parent, grandparent */
+            double box = (double)r[7 + 2 * k];
+            x[17 + 3 * k] = (float)log1p(box);
+            x[18 + 3 * k] = (float)((double)r[8 + 2 * k] / (box > 1.0 ? box : 1.0));
+            x[19 + 3 * k] = (float)(box / total < 1.0 ? box / total : 1.0);
+        }
+        x[23] = (float)log1p((double)siblings[i]);
+        double share = c / (double)(r[7] > 1 ? r[7] : 1);
+        x[24] = (float)(share < 1.0 ? share : 1.0);
+        x[25] = (float)log1p(total);
+        x[26] = (float)log1p((double)n);
+        for (int k = 0; k < 6; k++) {
+            Py_ssize_t j = i + NEIGHBOURS[k];
+            int inside = j >= 0 && j < n;
+            x[27 + 2 * k] = (float)(inside ? log_chars[j] : 0.0);
+            x[28 + 2 * k] = (float)(inside ? link[j] : 1.0);
+        }
+        x[N_DENSE + ((r[0] % n_holder) + n_holder) % n_holder] = 1.0f; /* -1 lands in the "other" column */
+        float *bits = x + N_DENSE + n_holder;
+        fill_bits(bits, (uint64_t)r[1], n_anc);
+        for (int k = 0; k < 3; k++) fill_bits(bits + n_anc + k * n_con, (uint64_t)r[2 + k], n_con);
+        fill_bits(bits + n_anc + 3 * n_con, (uint64_t)page_classes, n_con);
+    }
+    result = Py_NewRef(Py_None);
+done:
+    PyMem_Free(dbl);
+    PyMem_Free(ints);
+    PyMem_Free(scratch);
+    PyBuffer_Release(&rows_buf);
+    PyBuffer_Release(&out_buf);
+    return result;
+}
+
+#define N_CONTEXT 12
+
+/* context(prob, rows, out): fill `out` (float32, n x 12) with features.neighbour_context_reference's
+ * columns from the first-stage probabilities (float64, n) and the walk's rows. The sums are taken in
+ * numpy's order (running sums; per-container sums in block order) except the two page means, which
+ * numpy sums pairwise: those agree to rounding, not bit for bit. */
+static PyObject *context(PyObject *self, PyObject *args) {
+    Py_buffer prob_buf, rows_buf, out_buf;
+    if (!PyArg_ParseTuple(args, "y*y*w*", &prob_buf, &rows_buf, &out_buf)) return NULL;
+    Py_ssize_t n = prob_buf.len / (Py_ssize_t)sizeof(double);
+    PyObject *result = NULL;
+    double *csum = NULL, *box_chars = NULL, *box_score = NULL;
+    int64_t *parents = NULL;
+    Py_ssize_t *where = NULL, size = 0;
+    if (rows_buf.len != n * N_FIELDS * (Py_ssize_t)sizeof(int64_t)
+        || out_buf.len != n * N_CONTEXT * (Py_ssize_t)sizeof(float)) {
+        PyErr_SetString(PyExc_ValueError, "context(): prob, rows and out do not match");
+        goto done;
+    }
+    const double *prob = (const double *)prob_buf.buf;
+    const int64_t *rows = (const int64_t *)rows_buf.buf;
+    float *out = (float *)out_buf.buf;
+    csum = PyMem_Calloc(n + 11, sizeof(double));
+    parents = PyMem_Malloc((n ? n : 1) * sizeof(int64_t));
+    if (!csum || !parents) { PyErr_NoMemory(); goto done; }
+    for (Py_ssize_t i = 0; i < n; i++) parents[i] = rows[i * N_FIELDS + 11];
+    if (!(where = key_slots(parents, n, &size))) goto done;
+    box_chars = PyMem_Calloc(size, sizeof(double));
+    box_score = PyMem_Calloc(size, sizeof(double));
+    if (!box_chars || !box_score) { PyErr_NoMemory(); goto done; }
+    /* csum[k]: the sum of the first k of five zeros, prob, five zeros */
+    double running = 0.0, mean = 0.0, chars_total = 0.0, weighted = 0.0;
+    for (Py_ssize_t k = 0; k < n + 10; k++) {
+        running += (k >= 5 && k < n + 5) ? prob[k - 5] : 0.0;
+        csum[k + 1] = running;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double c = (double)rows[i * N_FIELDS + N_WALK];
+        mean += prob[i];
+        chars_total += c;
+        weighted += prob[i] * c;
+        box_chars[where[i]] += c;
+        box_score[where[i]] += prob[i] * c;
+    }
+    mean = n ? mean / (double)n : 0.0;
+    weighted = n ? weighted / chars_total : 0.0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        float *x = out + i * N_CONTEXT;
+        double c = (double)rows[i * N_FIELDS + N_WALK];
+        x[0] = (float)prob[i];
+        for (int k = 0; k < 6; k++) {
+            Py_ssize_t j = i + NEIGHBOURS[k];
+            x[1 + k] = (float)(j >= 0 && j < n ? prob[j] : 0.0);
+        }
+        x[7] = (float)((csum[i + 5 + 3] - csum[i + 5 - 2]) / 5.0);
+        x[8] = (float)((csum[i + 5 + 6] - csum[i + 5 - 5]) / 11.0);
+        x[9] = (float)mean;
+        x[10] = (float)weighted;
+        double others = box_chars[where[i]] - c, score = box_score[where[i]] - prob[i] * c;
+        x[11] = (float)(others > 0.0 ? score / (others > 1.0 ? others : 1.0) : -1.0);
+    }
+    result = Py_NewRef(Py_None);
+done:
+    PyMem_Free(csum);
+    PyMem_Free(parents);
+    PyMem_Free(where);
+    PyMem_Free(box_chars);
+    PyMem_Free(box_score);
+    PyBuffer_Release(&prob_buf);
+    PyBuffer_Release(&rows_buf);
+    PyBuffer_Release(&out_buf);
+    return result;
+}
+
 /* configure(element_type, skip_tags, block_tags, ancestor_tags, holder_tags, classify_attr, char_bits)
  * char_bits: (sentence end, terminal, *counted) class bits of chars.py */
 static PyObject *configure(PyObject *self, PyObject *args) {
@@ -463,6 +807,10 @@ static PyObject *configure(PyObject *self, PyObject *args) {
 static PyMethodDef methods[] = {
     {"walk", walk, METH_VARARGS, "walk(body, table) -> (texts, rows): the page's blocks (see blocks.walk_reference)."},
     {"configure", configure, METH_VARARGS, "Set the element type, the tag tables and the class/id classifier."},
+    {"stop_table", stop_table, METH_O, "stop_table(words) -> the lookup table features() reads (a capsule)."},
+    {"features", features, METH_VARARGS,
+     "features(texts, rows, page_classes, stop_table, out, layout): fill the block feature matrix."},
+    {"context", context, METH_VARARGS, "context(prob, rows, out): fill the second stage's context columns."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,17 +1,23 @@
-"""Block facts to a feature matrix: one row per block, numpy only, no language assumed.
+"""Block facts to a feature matrix: one row per block, no language assumed.
 
-Character counts come with the blocks (``chars``, counted by the C walk); what is left here is one
-numpy pass per page, never a Python loop per block or character. Stop-word ratios use the stop
-words of the languages the model was trained for (all of ``filters.stopwords`` by default):
-word-based for languages written with spaces, character-based (the single-character stop words of
-zh/ja) for scripts without them. The extractor runs before
-language ID, so it cannot pick one language's list per page.
+Character counts come with the blocks (``chars``, counted by the C walk). ``block_features_reference``
+turns them into the matrix in numpy, one pass per page; it is the specification. ``block_features``
+fills the same matrix in C (``_walk.c``'s ``features``) where the extension is built: the numpy
+version's ~40 array operations on a page's ~200 blocks cost more in per-call overhead than in
+arithmetic (0.62 ms of the extractor's 1.65 ms a page in bench/extractors_results.json's phases).
+Stop-word ratios use the stop words of the languages the model was trained for (all of
+``filters.stopwords`` by default): word-based for languages written with spaces,
+character-based (the single-character stop words of zh/ja) for scripts without them. The
+extractor runs before language ID, so it cannot pick one language's list per page.
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
+from pipelines.fast_extract import blocks as _blocks
 from pipelines.fast_extract.blocks import ANCESTOR_TAGS, CONCEPTS, HOLDER_TAGS, ROW_FIELDS, Blocks
 from pipelines.fast_extract.chars import MEASURES
 
@@ -34,12 +40,34 @@ _BIT_COLUMNS = np.concatenate([np.arange(len(ANCESTOR_TAGS))] + [64 * k + np.ara
 _MASK_FIELDS = [ROW_FIELDS.index(f) for f in ("ancestors", "classes", "near_classes", "own_classes")]
 
 
+N_HOLDER = len(HOLDER_TAGS) + 1  # the holder tags and "other"
+N_FEATURES = N_DENSE + N_HOLDER + len(_BIT_COLUMNS) + len(CONCEPTS)
+
+
+@lru_cache(maxsize=8)
+def _stop_table(stop_words: frozenset[str]):
+    """The C lookup table of ``stop_words``, built once per set (a model has one)."""
+    return _blocks._walk.stop_table(stop_words)
+
+
 def block_features(blocks: Blocks, stop_words: frozenset[str]) -> np.ndarray:
-    """The feature matrix of one page's blocks (float32, ``n_blocks x n_features``), filled in place."""
+    """The feature matrix of one page's blocks (float32, ``n_blocks x N_FEATURES``): filled by the C
+    extension where it is built, else by ``block_features_reference``; the two agree bit for bit
+    (tests/test_fast_extract.py)."""
+    if _blocks._walk is None:
+        return block_features_reference(blocks, stop_words)
+    x = np.empty((len(blocks.texts), N_FEATURES), np.float32)
+    _blocks._walk.features(blocks.texts, blocks.rows, blocks.page_classes, _stop_table(stop_words), x,
+                           (N_DENSE, N_HOLDER, len(ANCESTOR_TAGS), len(CONCEPTS)))
+    return x
+
+
+def block_features_reference(blocks: Blocks, stop_words: frozenset[str]) -> np.ndarray:
+    """The feature matrix in numpy: the specification of the C ``features`` (same columns, same values)."""
     n = len(blocks.texts)
     m = blocks.rows[:, len(ROW_FIELDS) - len(MEASURES):].astype(np.float64)  # chars.MEASURES
-    n_holder = len(HOLDER_TAGS) + 1
-    x = np.zeros((n, N_DENSE + n_holder + len(_BIT_COLUMNS) + len(CONCEPTS)), np.float32)
+    n_holder = N_HOLDER
+    x = np.zeros((n, N_FEATURES), np.float32)
     if not n:
         return x
     chars = np.maximum(m[:, 0], 1.0)
@@ -98,7 +126,20 @@ def _bits(values: np.ndarray, width: int) -> np.ndarray:
     return np.unpackbits(raw, axis=1, bitorder="little")[:, :width].astype(np.float32)
 
 
+N_CONTEXT = 12  # the columns neighbour_context adds for the second stage
+
+
 def neighbour_context(prob: np.ndarray, blocks: Blocks) -> np.ndarray:
+    """``neighbour_context_reference``'s columns, filled by the C extension where it is built (equal
+    to rounding: its two page means are summed in order, numpy's pairwise)."""
+    if _blocks._walk is None:
+        return neighbour_context_reference(prob, blocks)
+    out = np.empty((len(prob), N_CONTEXT), np.float32)
+    _blocks._walk.context(np.ascontiguousarray(prob, np.float64), blocks.rows, out)
+    return out
+
+
+def neighbour_context_reference(prob: np.ndarray, blocks: Blocks) -> np.ndarray:
     """Second-stage inputs from first-stage probabilities: the block's own, its neighbours' (±1..3,
     0 beyond the page), the mean of windows of 5 and 11 blocks, the page's mean, the share of the
     page's text scored as content, and the text-weighted mean over the block's container (the
