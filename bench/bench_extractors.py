@@ -206,10 +206,11 @@ def speed(fns: dict, htmls: list[str], repeats: int = 2) -> dict:
 
 
 def phases(htmls: list[str], model_path: str, repeats: int = 2) -> dict:
-    """Milliseconds a page in each phase of the fast extractor, and of the Python walk it replaced."""
+    """Milliseconds a page in each phase of the fast extractor, and of the Python walk and numpy
+    features that the C ones replaced."""
     from pipelines.fast_extract import FastExtractor, load_model
     from pipelines.fast_extract.blocks import ROW_FIELDS, Blocks, _walk, element_bits, parse, walk_reference
-    from pipelines.fast_extract.features import block_features
+    from pipelines.fast_extract.features import block_features, block_features_reference
 
     fx = FastExtractor(load_model(model_path))
     spent = Counter()
@@ -230,13 +231,17 @@ def phases(htmls: list[str], model_path: str, repeats: int = 2) -> dict:
             if texts:
                 block_features(blocks, fx.stop_words)
             t4 = time.perf_counter()
-            prob = fx.keep_probabilities(blocks) if texts else np.zeros(0)  # features again, then both MLPs
+            if texts:
+                block_features_reference(blocks, fx.stop_words)
             t5 = time.perf_counter()
+            prob = fx.keep_probabilities(blocks) if texts else np.zeros(0)  # features again, then both MLPs
+            t6 = time.perf_counter()
             "\n".join(t for t, p in zip(texts, prob, strict=True) if p >= fx.model.threshold)
             del root, body, blocks
-            t6 = time.perf_counter()
+            t7 = time.perf_counter()
             spent.update({"parse": t1 - t0, "c_walk": t2 - t1, "python_walk (replaced)": t3 - t2,
-                          "features": t4 - t3, "mlps": max(t5 - t4 - (t4 - t3), 0.0), "join_and_free_tree": t6 - t5})
+                          "c_features": t4 - t3, "numpy_features (replaced)": t5 - t4,
+                          "mlps_and_context": max(t6 - t5 - (t4 - t3), 0.0), "join_and_free_tree": t7 - t6})
             pages += 1
     return {k: round(1000 * v / max(pages, 1), 3) for k, v in spent.items()}
 
