@@ -37,10 +37,10 @@ class FastExtractor:
             raise ModelFileError(f"extract.fast_model: model expects {model.stage1.mean.shape[0]} features, "
                                  f"this code computes {width}; retrain it with `cptcorpus train-extractor`")
         # both stages' first layers read the block features: one matrix product serves both
-        s1, s2 = model.stage1, model.stage2
-        self._w_x = np.hstack([s1._w1, s2._w1[:width]])
-        self._w_context = s2._w1[width:]
-        self._hidden = s1._w1.shape[1]
+        (w1, self._b1), (w2, self._b2) = model.stage1.folded_first_layer, model.stage2.folded_first_layer
+        self._w_x = np.hstack([w1, w2[:width]])
+        self._w_context = w2[width:]
+        self._hidden = w1.shape[1]
 
     def keep_probabilities(self, blocks) -> np.ndarray:
         """Stage-two probability per block (empty for a page without blocks)."""
@@ -49,8 +49,8 @@ class FastExtractor:
         x = block_features(blocks, self.stop_words)
         s1, s2 = self.model.stage1, self.model.stage2
         both = x @ self._w_x
-        p1 = s1.output(both[:, :self._hidden] + s1._b1)
-        return s2.output(both[:, self._hidden:] + neighbour_context(p1, blocks) @ self._w_context + s2._b1)
+        p1 = s1.output(both[:, :self._hidden] + self._b1)
+        return s2.output(both[:, self._hidden:] + neighbour_context(p1, blocks) @ self._w_context + self._b2)
 
     def __call__(self, html: str) -> str:
         blocks = page_blocks(html, self.table)

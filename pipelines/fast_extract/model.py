@@ -41,6 +41,12 @@ class Mlp:
         self._w1 = (self.w1 / self.scale[:, None]).astype(np.float32)
         self._b1 = (self.b1 - (self.mean / self.scale) @ self.w1).astype(np.float32)
 
+    @property
+    def folded_first_layer(self) -> tuple[np.ndarray, np.ndarray]:
+        """(weights, bias) of the first layer with the standardisation folded in: ``x @ w + b`` are
+        the pre-activations ``output`` takes. A caller may fuse several models' products into one."""
+        return self._w1, self._b1
+
     def predict(self, x: np.ndarray) -> np.ndarray:
         return self.output(x @ self._w1 + self._b1)
 
