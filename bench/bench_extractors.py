@@ -12,7 +12,8 @@
    site, so held-out pages are never trained on) and write it with its report.
 3. Agreement on the held-out pages, per page and averaged: token P/R/F1 of the fast extractor,
    resiliparse (main_content) and trafilatura ``fast=True`` against trafilatura ``favor_precision``;
-   per language (the teacher text's language by our langid) and per site type.
+   per language (the teacher text's language by our langid), per site type, and by whether the
+   teacher's text came from its main extractor or was changed by its fallbacks (``teacher_main_path``).
 4. Speed, in one process, interleaved per page: pages/s of each extractor on the same held-out pages
    and on the benchmark input's distinct pages (``bench/make_input.py``).
 
@@ -172,12 +173,33 @@ def source_of(page: ft.Page) -> str:
     return "source:shared archives (real web, 2008-2024)"
 
 
-def language_of(identifier):
+def teacher_main_path(pages: list[ft.Page], trafilatura_fast) -> set[str]:
+    """URLs of the pages whose teacher text trafilatura ``fast=True`` gives too (token F1 >= 0.999).
+
+    ``fast=True`` (with ``favor_precision``, as the extract stage runs it) skips the fallbacks the
+    teacher runs after its main extractor: readability and jusText, whose text it compares with the
+    main extractor's and may take instead. Where the two agree, the teacher's text came from its
+    main extractor, which reads the page's elements as a block model does; elsewhere a fallback
+    changed it. The split says in which of the two each extractor's disagreement lies.
+    """
+    main = set()
+    for page in pages:
+        try:
+            text = trafilatura_fast(page.html) or ""
+        except Exception:
+            text = ""
+        if ft.agreement(text, page.reference)[2] >= 0.999:
+            main.add(page.url)
+    return main
+
+
+def language_of(identifier, main_path: set[str]):
     def group(page: ft.Page) -> list[str]:
+        path = "teacher:main extractor" if page.url in main_path else "teacher:fallbacks changed the text"
         if not page.reference.strip():
-            return [site_type(page), source_of(page), "lang:(teacher empty)"]
+            return [site_type(page), source_of(page), path, "lang:(teacher empty)"]
         lang = identifier.predict([page.reference]).lang[0]
-        return [site_type(page), source_of(page), f"lang:{lang}"]
+        return [site_type(page), source_of(page), path, f"lang:{lang}"]
     return group
 
 
@@ -277,7 +299,7 @@ def main() -> None:
     sites = Counter(p.site for p in pages)
     held = [p for p in pages if ft.is_held_out(p, sites[p.site], 0.25, meta["seed"])]
     fns = extractors(args.model)
-    group = language_of(LanguageIdentifier())
+    group = language_of(LanguageIdentifier(), teacher_main_path(held, fns["trafilatura_fast"]))
     agreement = {name: ft.evaluate(fn, held, group) for name, fn in fns.items() if name != "trafilatura_precision"}
     results = {
         "command": "python bench/bench_extractors.py " + " ".join(sys.argv[1:]),

@@ -4,8 +4,8 @@ Character counts come with the blocks (``chars``, counted by the C walk). ``bloc
 turns them into the matrix in numpy, one pass per page; it is the specification. ``block_features``
 fills the same matrix in C (``_walk.c``'s ``features``) where the extension is built: the numpy
 version's ~40 array operations on a page's ~200 blocks cost more in per-call overhead than in
-arithmetic (``fast_ms_per_page_by_phase_bench_input`` in bench/extractors_results.json: 0.521 ms
-a page in numpy, 0.117 in C).
+arithmetic (``fast_ms_per_page_by_phase_bench_input`` in bench/extractors_results.json: 0.545 ms
+a page in numpy, 0.121 in C).
 Stop-word ratios use the stop words of the languages the model was trained for (all of
 ``filters.stopwords`` by default): word-based for languages written with spaces,
 character-based (the single-character stop words of zh/ja) for scripts without them. The
