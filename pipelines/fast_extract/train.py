@@ -196,13 +196,14 @@ def _stack(items: list[np.ndarray]) -> np.ndarray:
 def fit(pages: list[Page], langs: list[str], seed: int = 0, folds: int = 3) -> BlockModel:
     """Train both stages and the threshold on ``pages`` (labels from their teacher text)."""
     stop_words, table = char_table(langs)
-    feats, labels, weights, blocks_of_page = [], [], [], []
+    feats, labels, weights, blocks_of_page, references = [], [], [], [], []
     site_pages = Counter(p.site for p in pages)
     for page in pages:
         blocks = page_blocks(page.html, table)
         if not blocks.texts:
             continue
         blocks_of_page.append(blocks)
+        references.append(page.reference)
         feats.append(block_features(blocks, stop_words))
         labels.append(distill_labels(blocks, page.reference))
         # longer blocks weigh more within a page; every page weighs the same, and a site's pages together
@@ -229,20 +230,22 @@ def fit(pages: list[Page], langs: list[str], seed: int = 0, folds: int = 3) -> B
     x2 = np.vstack([np.hstack([f, neighbour_context(p, b)]) for f, p, b in zip(feats, oof, blocks_of_page, strict=True)])
     stage2 = train_mlp(x2, y, w, seed=seed + 100)
     model = BlockModel(stage1, stage2, 0.5, langs, {})
-    model.threshold = _best_threshold(FastExtractor(model), pages)
+    model.threshold = _best_threshold(FastExtractor(model), blocks_of_page, references)
     return model
 
 
-def _best_threshold(extractor: FastExtractor, pages: list[Page]) -> float:
-    """The keep threshold with the best mean page F1 against the teacher on the training pages."""
+def _best_threshold(extractor: FastExtractor, blocks_of_page: list[Blocks], references: list[str]) -> float:
+    """The keep threshold with the best mean page F1 against the teacher on the training pages.
+
+    Pages without blocks are left out: they score the same at every threshold.
+    """
     grid = np.round(np.arange(0.2, 0.81, 0.05), 2)
     scores = np.zeros(len(grid))
-    for page in pages:
-        blocks = page_blocks(page.html, extractor.table)
+    for blocks, reference in zip(blocks_of_page, references, strict=True):
         prob = extractor.keep_probabilities(blocks)
         for k, t in enumerate(grid):
             text = "\n".join(b for b, p in zip(blocks.texts, prob, strict=True) if p >= t)
-            scores[k] += agreement(text, page.reference)[2]
+            scores[k] += agreement(text, reference)[2]
     return float(grid[int(scores.argmax())])
 
 
