@@ -29,7 +29,8 @@ class FastExtractor:
         if _blocks._walk is None:
             logging.getLogger(__name__).warning(
                 "extract.extractor fast: the C block walk is not built (pipelines/fast_extract/_walk.c); using the "
-                "Python walk: the same blocks, about 2.5 ms a page slower. `pip install -e .` builds it.")
+                "Python walk and numpy features: the same text, about 2.7 ms a page slower. `pip install -e .` "
+                "builds it.")
         self.model = model
         self.stop_words, self.table = char_table(model.stopword_langs)
         width = block_features(page_blocks("<body><p>x</p></body>", self.table), self.stop_words).shape[1]

@@ -1,7 +1,7 @@
 /* The block walk of the fast extractor, in C: one pass over lxml's libxml2 tree.
  *
- * Why C: walking the tree from Python (etree.iterwalk) costs about 0.6 us per element event, ~1 ms
- * of a page's ~4 ms; here it is a few microseconds a page. The semantics are exactly those of
+ * Why C: the same walk from Python (etree.iterwalk) took 2.414 ms a page on the benchmark pages,
+ * this one 0.154 ms (bench/extractors_results.json). The semantics are exactly those of
  * blocks.walk_reference (the Python version kept for parity tests):
  *
  *   - text accumulates into the open block; entering or leaving a block-level element closes it;
@@ -22,6 +22,11 @@
  * them. Only libxml2's node structs are read (no libxml2 function is called), and the
  * element is reached through lxml's public _Element layout (lxml/etree.h: PyObject_HEAD, _doc,
  * _c_node), after a type check against lxml.etree._Element.
+ *
+ * The same module fills each page's block feature matrix (features(), specified by
+ * features.block_features_reference) and the second stage's context columns (context(), specified
+ * by features.neighbour_context_reference). The features cost 0.545 ms a page in numpy, mostly
+ * per-call overhead on a page's few hundred blocks, and 0.121 ms here (bench/extractors_results.json).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

@@ -1,8 +1,8 @@
 """Cut an HTML page into text blocks with the raw facts the block model needs.
 
 The page is parsed by libxml2 (lxml, already a dependency through trafilatura) and walked once. The
-walk is in C (``_walk.c``, the module ``cptcorpus_walk``): 0.18 ms a page on the benchmark pages
-against 2.7 ms for the same walk in Python (``bench/extractors_results.json``). ``walk_reference``
+walk is in C (``_walk.c``, the module ``cptcorpus_walk``): 0.154 ms a page on the benchmark pages
+against 2.414 ms for the same walk in Python (``bench/extractors_results.json``). ``walk_reference``
 is that Python walk, kept as the specification the C walk is tested against
 (``tests/test_fast_extract.py``) and as the fallback where the extension is not built. The walk
 also counts each block's characters by class (``chars``).

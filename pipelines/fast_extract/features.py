@@ -67,7 +67,6 @@ def block_features_reference(blocks: Blocks, stop_words: frozenset[str]) -> np.n
     """The feature matrix in numpy: the specification of the C ``features`` (same columns, same values)."""
     n = len(blocks.texts)
     m = blocks.rows[:, len(ROW_FIELDS) - len(MEASURES):].astype(np.float64)  # chars.MEASURES
-    n_holder = N_HOLDER
     x = np.zeros((n, N_FEATURES), np.float32)
     if not n:
         return x
@@ -113,8 +112,8 @@ def block_features_reference(blocks: Blocks, stop_words: frozenset[str]) -> np.n
         x[:, col] = padded_len[3 + k: 3 + k + n]
         x[:, col + 1] = padded_link[3 + k: 3 + k + n]
         col += 2
-    x[np.arange(n), col + blocks.column("holder") % n_holder] = 1  # -1 lands in the "other" column
-    col += n_holder
+    x[np.arange(n), col + blocks.column("holder") % N_HOLDER] = 1  # -1 lands in the "other" column
+    col += N_HOLDER
     masks = np.ascontiguousarray(blocks.rows[:, _MASK_FIELDS]).view(np.uint8)
     x[:, col: col + len(_BIT_COLUMNS)] = np.unpackbits(masks, axis=1, bitorder="little")[:, _BIT_COLUMNS]
     x[:, col + len(_BIT_COLUMNS):] = _bits(np.array([blocks.page_classes], np.uint64), len(CONCEPTS))
